@@ -1,0 +1,52 @@
+# IoT Center for Python. `make demo` runs the whole system; `make test` runs every test.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-unit test-integration influxdb lint format bench setup clean help
+
+help:
+	@echo "make demo     - start InfluxDB, IoT Center and a virtual device; print where to look"
+	@echo "make test     - install what is needed and run every test (unit + integration)"
+	@echo "make influxdb - print the path of an influxd 2.x binary (builds and caches it if needed)"
+	@echo "make lint     - ruff check and format check"
+	@echo "make bench    - run the benchmarks and print their figures"
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[server,dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+influxdb:
+	@bash scripts/get-influxd.sh
+
+test: $(STAMP)
+	@INFLUXD="$$(bash scripts/get-influxd.sh)" && export INFLUXD && \
+	  $(PY) -m pytest
+
+test-unit: $(STAMP)
+	$(PY) -m pytest -m "not integration"
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: $(STAMP)
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+demo: $(STAMP)
+	@INFLUXD="$$(bash scripts/get-influxd.sh)" && export INFLUXD && \
+	  $(PY) -m iot_center.demo
+
+bench: $(STAMP)
+	@INFLUXD="$$(bash scripts/get-influxd.sh)" && export INFLUXD && \
+	  $(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts .demo
