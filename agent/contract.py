@@ -102,10 +102,10 @@ class DeviceConfig:
     default_lat: float
     default_lon: float
     measurement_interval: int  # seconds between readings
-    newlyRegistered: bool  # noqa: N815 (wire name)
-    createdAt: str  # noqa: N815
-    updatedAt: str  # noqa: N815
-    serverTime: str  # noqa: N815
+    newlyRegistered: bool
+    createdAt: str
+    updatedAt: str
+    serverTime: str
     configuration_refresh: int  # seconds between configuration fetches
     write_endpoint: str  # path on influx_url that accepts line protocol
 

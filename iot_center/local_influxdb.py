@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
 import shutil
 import signal
@@ -54,11 +53,11 @@ def find_influxd() -> str:
 
 def _request(method: str, url: str, body: dict | None = None, token: str | None = None) -> dict:
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
+    req = urllib.request.Request(url, data=data, method=method)  # noqa: S310 (http URLs we build)
     req.add_header("Content-Type", "application/json")
     if token:
         req.add_header("Authorization", f"Token {token}")
-    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 (loopback URL we built)
+    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 (http only)
         raw = resp.read()
     return json.loads(raw) if raw else {}
 
@@ -140,7 +139,9 @@ class LocalInfluxDB:
             except (OSError, urllib.error.URLError, ValueError) as e:
                 last_err = e
             time.sleep(0.1)
-        raise TimeoutError(f"influxd not healthy after {timeout}s ({last_err}); see {self.log_path}")
+        raise TimeoutError(
+            f"influxd not healthy after {timeout}s ({last_err}); see {self.log_path}"
+        )
 
     def onboard(self) -> None:
         """Run the setup API once: org, admin user, operator token, telemetry bucket."""

@@ -1,0 +1,352 @@
+"""Delivers buffered line protocol to InfluxDB's /api/v2/write, retrying until it lands.
+
+Failure classes (like Telegraf's, but nothing is dropped for being late):
+- network errors, 5xx, 429 and other unexpected answers: retried forever with exponential
+  backoff, equal jitter and a cap (an outage of days drains when the network returns);
+  `Retry-After` on 429/503 (and any 5xx that sends it) is honoured instead of the backoff;
+- 401/403 (token refused) and 404 (bucket or org gone): retried too, but first the loop is asked
+  to refresh the device configuration, which may carry a new token, URL or bucket;
+- 400/422 (malformed point, field type conflict): the batch is bisected until the bad points are
+  isolated; those are logged and dropped, the rest are written;
+- 413 (request too large): the batch is split in halves.
+
+Points are acked in the buffer only after a 2xx. A batch re-sent after a lost answer overwrites
+the same points (explicit timestamps), so delivery is at least once and storage exactly once.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
+
+import requests
+from tenacity import (
+    RetryCallState,
+    RetryError,
+    Retrying,
+    retry_if_exception_type,
+    wait_exponential,
+    wait_random_exponential,
+)
+
+from agent.buffer import Buffer, Entry
+from agent.contract import DeviceConfig
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_MAX = 3600.0  # a server asking for more than an hour is probably confused
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and as whom to write; rebuilt whenever the device configuration changes."""
+
+    write_url: str
+    token: str
+
+    @classmethod
+    def from_config(cls, config: DeviceConfig) -> Target:
+        base = config.influx_url.rstrip("/") + "/"
+        return cls(urljoin(base, config.write_endpoint.lstrip("/")), config.influx_token)
+
+    def __repr__(self) -> str:  # never show the token
+        return f"Target({self.write_url!r})"
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.write_url).netloc
+
+
+class WriteError(Exception):
+    """An attempt that did not store the batch."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Retryable(WriteError):
+    """Try the same batch again later (after `retry_after` seconds if the server said so)."""
+
+    def __init__(
+        self, message: str, status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, status)
+        self.retry_after = retry_after
+
+
+class NeedsConfig(Retryable):
+    """InfluxDB refused the token (401/403) or lacks the bucket (404): refresh config first."""
+
+
+class BadPoints(WriteError):
+    """400/422: something in the batch is malformed or conflicts with stored types."""
+
+
+class TooLarge(WriteError):
+    """413: the request body is over InfluxDB's limit."""
+
+
+class Stopped(Exception):
+    """The writer was told to stop (or its shutdown deadline passed) while retrying."""
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), RETRY_AFTER_MAX)
+
+
+def _message(body: str) -> str:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body.strip()[:300]
+    if isinstance(data, dict) and "message" in data:
+        return str(data["message"])[:300]
+    return body.strip()[:300]
+
+
+def classify(status: int, headers: dict[str, str] | None = None, body: str = "") -> None:
+    """Raise the WriteError that an InfluxDB answer means; return quietly on success."""
+    if 200 <= status < 300:
+        return
+    headers = {k.lower(): v for k, v in (headers or {}).items()}
+    detail = _message(body)
+    said = f"HTTP {status}" + (f": {detail}" if detail else "")
+    if status in (400, 422):
+        raise BadPoints(f"InfluxDB rejected points ({said})", status)
+    if status == 413:
+        raise TooLarge(f"InfluxDB says the batch is too large ({said})", status)
+    if status in (401, 403):
+        raise NeedsConfig(f"InfluxDB refused the device token ({said})", status)
+    if status == 404:
+        raise NeedsConfig(f"InfluxDB has no such bucket or org ({said})", status)
+    retry_after = parse_retry_after(headers.get("retry-after"))
+    if status == 429:
+        raise Retryable(f"InfluxDB is throttling writes ({said})", status, retry_after)
+    if status >= 500:
+        raise Retryable(f"InfluxDB failed ({said})", status, retry_after)
+    raise Retryable(f"unexpected answer from InfluxDB ({said})", status, retry_after)
+
+
+@dataclass
+class WriterStats:
+    """What the writer has been through since start; read by status, health and the LED."""
+
+    write_errors: int = 0
+    last_error: str | None = None
+    last_error_at: float | None = None
+    last_success_at: float | None = None
+    failing: bool = False
+
+
+class Writer:
+    """Drains the buffer in batches on its own thread; see the module docstring for policy."""
+
+    def __init__(
+        self,
+        buffer: Buffer,
+        target: Callable[[], Target | None],
+        *,
+        batch_size: int = 1000,
+        flush_interval: float = 1.0,
+        timeout: float = 10.0,
+        retry_initial: float = 1.0,
+        retry_max: float = 300.0,
+        on_needs_config: Callable[[], None] = lambda: None,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.buffer = buffer
+        self._target = target
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self.timeout = timeout
+        self.on_needs_config = on_needs_config
+        self.session = session or requests.Session()
+        self.stats = WriterStats()
+        # Equal jitter: half the exponential step is fixed, half random, all capped.
+        self._backoff = wait_exponential(multiplier=retry_initial / 2, max=retry_max / 2) + (
+            wait_random_exponential(multiplier=retry_initial / 2, max=retry_max / 2)
+        )
+        self._stop = threading.Event()  # stop now (used when the deadline passes)
+        self._wake = threading.Event()  # cut a backoff short (button, shutdown, new config)
+        self._data = threading.Event()  # new points were buffered
+        self._deadline: float | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- one HTTP request ---------------------------------------------------------------
+
+    def send(self, lines: Sequence[str], target: Target | None) -> None:
+        if target is None:
+            raise Retryable("no device configuration yet: do not know where to write")
+        timeout = self.timeout
+        if self._deadline is not None:
+            timeout = max(0.5, min(timeout, self._deadline - time.monotonic()))
+        try:
+            resp = self.session.post(
+                target.write_url,
+                data="\n".join(lines).encode("utf-8"),
+                headers={
+                    "Authorization": f"Token {target.token}",
+                    "Content-Type": "text/plain; charset=utf-8",
+                },
+                timeout=(min(5.0, timeout), timeout),
+            )
+        except requests.RequestException as exc:
+            raise Retryable(f"cannot reach InfluxDB at {target.host}: {type(exc).__name__}") from None
+        classify(resp.status_code, dict(resp.headers), resp.text)
+
+    # --- retry policy -------------------------------------------------------------------
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, Retryable) and exc.retry_after is not None:
+            return exc.retry_after
+        return self._backoff(state)
+
+    def _should_stop(self, state: RetryCallState) -> bool:
+        return self._stop.is_set() or (
+            self._deadline is not None and time.monotonic() >= self._deadline
+        )
+
+    def _sleep(self, seconds: float) -> None:
+        if self._deadline is not None:
+            seconds = min(seconds, max(0.0, self._deadline - time.monotonic()))
+        self._wake.wait(seconds)
+        self._wake.clear()
+
+    def _before_sleep(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        self.stats.write_errors += 1
+        self.stats.last_error = str(exc)
+        self.stats.last_error_at = time.time()
+        self.stats.failing = True
+        wait = state.next_action.sleep if state.next_action else 0.0
+        log.warning(
+            "write of %d points failed (attempt %d): %s; retrying in %.1f s",
+            getattr(state, "batch_len", 0),
+            state.attempt_number,
+            exc,
+            wait,
+        )
+        if isinstance(exc, NeedsConfig):
+            self.on_needs_config()
+
+    def _send_retrying(self, lines: Sequence[str]) -> None:
+        retrying = Retrying(
+            retry=retry_if_exception_type(Retryable),
+            wait=self._wait,
+            stop=self._should_stop,
+            sleep=self._sleep,
+            before_sleep=self._before_sleep,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    attempt.retry_state.batch_len = len(lines)  # type: ignore[attr-defined]
+                    self.send(lines, self._target())
+        except RetryError as exc:
+            raise Stopped(str(exc.last_attempt.exception())) from None
+        self.stats.failing = False
+        self.stats.last_success_at = time.time()
+
+    # --- batches ------------------------------------------------------------------------
+
+    def _deliver(self, items: Sequence[Entry]) -> None:
+        try:
+            self._send_retrying([e.line for e in items])
+        except (BadPoints, TooLarge) as exc:
+            self.stats.write_errors += 1
+            self.stats.last_error = str(exc)
+            self.stats.last_error_at = time.time()
+            if len(items) == 1:
+                log.error("dropping a point InfluxDB will not take (%s): %.300s", exc, items[0].line)
+                self.buffer.reject([items[0].id])
+                return
+            log.info("%s; splitting the batch of %d to find the culprit", exc, len(items))
+            mid = len(items) // 2
+            self._deliver(items[:mid])
+            self._deliver(items[mid:])
+            return
+        self.buffer.ack(e.id for e in items)
+
+    def flush_once(self) -> int:
+        """Deliver (or drop as malformed) the oldest batch; return its size, 0 if empty."""
+        batch = self.buffer.peek(self.batch_size)
+        if batch:
+            self._deliver(batch)
+        return len(batch)
+
+    # --- thread -------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Drain until stopped; after finish(), until empty or the deadline."""
+        while not self._stop.is_set():
+            if self._deadline is not None and time.monotonic() >= self._deadline:
+                break
+            try:
+                sent = self.flush_once()
+            except Stopped:
+                break
+            except Exception:  # a bug must not kill the thread that keeps data flowing
+                log.exception("writer failed unexpectedly; retrying in 5 s")
+                self._stop.wait(5)
+                continue
+            if sent:
+                continue
+            if self._deadline is not None:
+                break  # shutting down and nothing left
+            self._data.wait(self.flush_interval or 1.0)
+            self._data.clear()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name="writer", daemon=True)
+        self._thread.start()
+
+    def notify_data(self) -> None:
+        self._data.set()
+
+    def kick(self) -> None:
+        """Send now: cut any backoff short (the button; a refreshed configuration)."""
+        self._wake.set()
+        self._data.set()
+
+    def finish(self, deadline_seconds: float) -> bool:
+        """Flush for at most deadline_seconds, then stop; True if the buffer was drained."""
+        self._deadline = time.monotonic() + deadline_seconds
+        self.kick()
+        if self._thread is not None:
+            self._thread.join(deadline_seconds + 1.0)
+            if self._thread.is_alive():
+                self._stop.set()
+                self._wake.set()
+                self._thread.join(self.timeout + 1.0)
+        return self.buffer.depth() == 0
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._data.set()
+        if self._thread is not None:
+            self._thread.join(self.timeout + 1.0)

@@ -1,0 +1,272 @@
+"""The device registry. All state lives in InfluxDB:
+
+- one `deviceauth` point per change in the devices bucket (tag `deviceId`; fields `key` = the
+  InfluxDB authorization id, `token`, `createdAt`, `updatedAt`), read back with `last()`;
+- one InfluxDB authorization per device, described `IoT Center: <id>`, whose only permission is
+  write on the telemetry bucket (by id), so a device token can write telemetry and nothing else.
+
+InfluxDB returns a token only when it is created, which is why the token is stored here.
+Device ids reach Flux only as query parameters. The delete API takes a predicate string, not
+parameters; ids are validated against `[A-Za-z0-9._-]{1,64}` before they get anywhere near it,
+so no quote or operator can be in one.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from influxdb_client import Permission, PermissionResource, Point, WritePrecision
+from influxdb_client.rest import ApiException
+
+from agent import contract
+from iot_center.influx import Influx, InfluxRefused, translate_errors
+
+DEVICE_FLUX = """
+from(bucket: params.bucket)
+  |> range(start: 0)
+  |> filter(fn: (r) => r._measurement == "deviceauth" and r.deviceId == params.deviceId)
+  |> last()
+"""
+
+LIST_FLUX = """
+from(bucket: params.bucket)
+  |> range(start: 0)
+  |> filter(fn: (r) => r._measurement == "deviceauth" and r._field != "token")
+  |> last()
+"""
+
+OWNER_OF_CREDENTIAL_FLUX = """
+from(bucket: params.bucket)
+  |> range(start: 0)
+  |> filter(fn: (r) => r._measurement == "deviceauth" and r._field == "token")
+  |> last()
+  |> filter(fn: (r) => r._value == params.token)
+"""
+
+LAST_SEEN_FLUX = """
+from(bucket: params.bucket)
+  |> range(start: params.since)
+  |> filter(fn: (r) => r._measurement == params.measurement and r._field == "Temperature")
+  |> last()
+  |> keep(columns: ["_time", "clientId"])
+"""
+
+
+class DeviceExists(Exception):
+    pass
+
+
+class DeviceNotFound(Exception):
+    pass
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Device:
+    """A registered device as stored in the devices bucket. `token` is None unless asked for."""
+
+    device_id: str
+    auth_id: str
+    created_at: str
+    updated_at: str
+    token: str | None = None
+    last_seen: datetime | None = None
+
+    def public(self) -> dict[str, Any]:
+        """The device without its token, for lists and pages."""
+        return {
+            "deviceId": self.device_id,
+            "createdAt": self.created_at,
+            "updatedAt": self.updated_at,
+            "lastSeen": self.last_seen.isoformat().replace("+00:00", "Z")
+            if self.last_seen
+            else None,
+        }
+
+
+class DeviceRegistry:
+    def __init__(self, influx: Influx) -> None:
+        self.influx = influx
+        self.settings = influx.settings
+
+    @property
+    def _devices_bucket(self) -> str:
+        return self.settings.INFLUX_BUCKET_AUTH
+
+    # --- reads ----------------------------------------------------------------------------
+
+    def get(self, device_id: str, with_token: bool = False) -> Device | None:
+        contract.validate_device_id(device_id)
+        tables = self.influx.query(
+            DEVICE_FLUX,
+            {"bucket": self._devices_bucket, "deviceId": device_id},
+            "read a device record",
+        )
+        values = {rec.get_field(): rec.get_value() for t in tables for rec in t.records}
+        if not values.get("key") or not values.get("token"):
+            return None
+        return Device(
+            device_id=device_id,
+            auth_id=str(values["key"]),
+            created_at=str(values.get("createdAt", "")),
+            updated_at=str(values.get("updatedAt", values.get("createdAt", ""))),
+            token=str(values["token"]) if with_token else None,
+        )
+
+    def list(self, with_last_seen: bool = True) -> list[Device]:
+        tables = self.influx.query(
+            LIST_FLUX, {"bucket": self._devices_bucket}, "list the registered devices"
+        )
+        rows: dict[str, dict[str, Any]] = {}
+        for t in tables:
+            for rec in t.records:
+                rows.setdefault(rec.values["deviceId"], {})[rec.get_field()] = rec.get_value()
+        seen = self.last_seen() if with_last_seen else {}
+        devices = [
+            Device(
+                device_id=dev_id,
+                auth_id=str(v.get("key", "")),
+                created_at=str(v.get("createdAt", "")),
+                updated_at=str(v.get("updatedAt", v.get("createdAt", ""))),
+                last_seen=seen.get(dev_id),
+            )
+            for dev_id, v in rows.items()
+            if v.get("key")
+        ]
+        return sorted(devices, key=lambda d: d.device_id)
+
+    def last_seen(self, days: int | None = None) -> dict[str, datetime]:
+        """Time of the last telemetry point per device, within the telemetry retention."""
+        since = timedelta(days=-(days or self.settings.TELEMETRY_RETENTION_DAYS))
+        tables = self.influx.query(
+            LAST_SEEN_FLUX,
+            {
+                "bucket": self.settings.INFLUX_BUCKET,
+                "since": since,
+                "measurement": contract.MEASUREMENT,
+            },
+            "find when devices last reported",
+        )
+        seen: dict[str, datetime] = {}
+        for t in tables:
+            for rec in t.records:
+                cid = rec.values.get("clientId")
+                if cid and (cid not in seen or rec.get_time() > seen[cid]):
+                    seen[cid] = rec.get_time()
+        return seen
+
+    def device_for_token(self, token: str) -> str | None:
+        """Which device a token belongs to (to tell 'another device' from 'no device')."""
+        tables = self.influx.query(
+            OWNER_OF_CREDENTIAL_FLUX, {"bucket": self._devices_bucket, "token": token}, "check a token"
+        )
+        for t in tables:
+            for rec in t.records:
+                return rec.values.get("deviceId")
+        return None
+
+    def token_matches(self, device: Device, presented: str) -> bool:
+        return device.token is not None and hmac.compare_digest(
+            device.token.encode(), presented.encode()
+        )
+
+    # --- changes --------------------------------------------------------------------------
+
+    def register(self, device_id: str, replace: bool = False) -> tuple[Device, bool]:
+        """Register `device_id`, or with `replace` issue a new token for an existing one.
+
+        Returns (device with token, created). The old authorization of a replaced device is
+        deleted, so its old token stops working at once.
+        """
+        contract.validate_device_id(device_id)
+        existing = self.get(device_id)
+        if existing and not replace:
+            raise DeviceExists(device_id)
+        auth = self._create_authorization(device_id)
+        now = now_iso()
+        created_at = existing.created_at if existing else now
+        try:
+            self._write_record(device_id, auth.id, auth.token, created_at, now)
+        except Exception:
+            self._delete_authorization(auth.id)  # leave no orphan token behind
+            raise
+        if existing:
+            self._delete_authorization(existing.auth_id)
+        device = Device(device_id, auth.id, created_at, now, token=auth.token)
+        return device, existing is None
+
+    def remove(self, device_id: str, delete_data: bool = False) -> None:
+        existing = self.get(device_id)
+        if existing is None:
+            raise DeviceNotFound(device_id)
+        self._delete_authorization(existing.auth_id)
+        self._delete_series(
+            self._devices_bucket, contract.DEVICE_AUTH_MEASUREMENT, "deviceId", device_id
+        )
+        if delete_data:
+            for measurement in (contract.MEASUREMENT, contract.HEALTH_MEASUREMENT):
+                self._delete_series(
+                    self.settings.INFLUX_BUCKET, measurement, contract.TAG_CLIENT_ID, device_id
+                )
+
+    # --- InfluxDB operations --------------------------------------------------------------
+
+    def _create_authorization(self, device_id: str) -> Any:
+        org_id = self.influx.org_id()
+        bucket_id = self.influx.bucket_id(self.settings.INFLUX_BUCKET)
+        permission = Permission(
+            action="write",
+            resource=PermissionResource(type="buckets", id=bucket_id, org_id=org_id),
+        )
+        with translate_errors("create the device's authorization"):
+            return self.influx.client.authorizations_api().create_authorization(
+                org_id=org_id,
+                permissions=[permission],
+                description=f"IoT Center: {device_id}",
+            )
+
+    def _delete_authorization(self, auth_id: str) -> None:
+        if not auth_id:
+            return
+        try:
+            with translate_errors("revoke the device's authorization"):
+                self.influx.client.authorizations_api().delete_authorization(auth_id)
+        except InfluxRefused as e:
+            if e.status != 404:  # already gone is what we wanted
+                raise
+        except ApiException as e:  # pragma: no cover - translate_errors maps these
+            if e.status != 404:
+                raise
+
+    def _write_record(
+        self, device_id: str, auth_id: str, token: str, created_at: str, updated_at: str
+    ) -> None:
+        point = (
+            Point(contract.DEVICE_AUTH_MEASUREMENT)
+            .tag(contract.TAG_DEVICE_ID, device_id)
+            .field("key", auth_id)
+            .field("token", token)
+            .field("createdAt", created_at)
+            .field("updatedAt", updated_at)
+            .time(datetime.now(UTC), WritePrecision.NS)
+        )
+        with translate_errors("store the device record"):
+            self.influx.write_api.write(bucket=self._devices_bucket, record=point)
+
+    def _delete_series(self, bucket: str, measurement: str, tag: str, device_id: str) -> None:
+        contract.validate_device_id(device_id)  # the predicate below relies on it
+        predicate = f'_measurement="{measurement}" AND {tag}="{device_id}"'
+        with translate_errors(f"delete {measurement} data"):
+            self.influx.delete_api.delete(
+                start="1970-01-01T00:00:00Z",
+                stop=(datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                predicate=predicate,
+                bucket=bucket,
+                org=self.settings.INFLUX_ORG,
+            )
