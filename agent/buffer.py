@@ -131,7 +131,8 @@ class Buffer:
                     excess = _count(conn) - self.max_points
                 if excess > 0:
                     conn.execute(
-                        "DELETE FROM points WHERE id IN (SELECT id FROM points ORDER BY id LIMIT ?)",
+                        "DELETE FROM points WHERE id IN "
+                        "(SELECT id FROM points ORDER BY id LIMIT ?)",
                         (excess,),
                     )
                     _bump(conn, "dropped", excess)
@@ -139,9 +140,7 @@ class Buffer:
 
         dropped = self._run(op)
         if dropped:
-            log.warning(
-                "buffer full (%d points): dropped the %d oldest", self.max_points, dropped
-            )
+            log.warning("buffer full (%d points): dropped the %d oldest", self.max_points, dropped)
         return dropped
 
     def peek(self, limit: int) -> list[Entry]:

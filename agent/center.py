@@ -100,7 +100,9 @@ class CenterClient:
         try:
             config = DeviceConfig.from_dict(resp.json())
         except ValueError as exc:  # JSON error or InvalidDeviceConfig
-            raise CenterUnavailable(f"the IoT Center sent an unusable configuration: {exc}") from None
+            raise CenterUnavailable(
+                f"the IoT Center sent an unusable configuration: {exc}"
+            ) from None
         if config.id != self.device_id:
             raise CenterUnavailable(
                 f"the IoT Center sent the configuration of '{config.id}', not '{self.device_id}'"

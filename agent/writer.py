@@ -214,7 +214,9 @@ class Writer:
                 timeout=(min(5.0, timeout), timeout),
             )
         except requests.RequestException as exc:
-            raise Retryable(f"cannot reach InfluxDB at {target.host}: {type(exc).__name__}") from None
+            raise Retryable(
+                f"cannot reach InfluxDB at {target.host}: {type(exc).__name__}"
+            ) from None
         classify(resp.status_code, dict(resp.headers), resp.text)
 
     # --- retry policy -------------------------------------------------------------------
@@ -281,7 +283,9 @@ class Writer:
             self.stats.last_error = str(exc)
             self.stats.last_error_at = time.time()
             if len(items) == 1:
-                log.error("dropping a point InfluxDB will not take (%s): %.300s", exc, items[0].line)
+                log.error(
+                    "dropping a point InfluxDB will not take (%s): %.300s", exc, items[0].line
+                )
                 self.buffer.reject([items[0].id])
                 return
             log.info("%s; splitting the batch of %d to find the culprit", exc, len(items))

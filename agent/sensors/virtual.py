@@ -37,9 +37,10 @@ class VirtualWeather:
         # Peak at about 15:00 local-ish time, plus a slower multi-day drift and a wobble.
         daily = math.sin(day - 1.3 * math.pi / 2 + phase * 0.05)
         drift = math.sin(2 * math.pi * t / (5.3 * DAY) + phase)
-        wobble = math.sin(2 * math.pi * t / 1700.0 + phase * 3) * 0.15 + math.sin(
-            2 * math.pi * t / 311.0 + phase * 7
-        ) * 0.05
+        wobble = (
+            math.sin(2 * math.pi * t / 1700.0 + phase * 3) * 0.15
+            + math.sin(2 * math.pi * t / 311.0 + phase * 7) * 0.05
+        )
         temperature = self.mean_temperature + s * 3 + self.daily_swing * daily + drift + wobble
         humidity = 45.0 + s * 10 - 12.0 * daily - 3 * drift + wobble * 4
         pressure = 1013.0 + 9.0 * math.sin(2 * math.pi * t / (3.7 * DAY) + phase) + wobble
