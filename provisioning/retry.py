@@ -8,6 +8,7 @@ like a wrong enrollment token), which ends the wait at once.
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -76,13 +77,13 @@ def retry_until(
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
     """Call `attempt` until it succeeds, a permanent error happens, or `deadline` passes."""
-    exponential = tenacity.wait_exponential_jitter(
-        initial=backoff.initial, max=backoff.maximum, jitter=backoff.jitter
-    )
 
     def wait(state: tenacity.RetryCallState) -> float:
-        # Never sleep past the deadline: the last attempt happens right at it.
-        return max(0.0, min(exponential(state), backoff.maximum, deadline.remaining()))
+        # initial, 2x, 4x, ... plus jitter (devices rebooted together do not retry together),
+        # capped, and never past the deadline: the last attempt happens right at it.
+        exponent = min(state.attempt_number - 1, 32)
+        pause = backoff.initial * 2**exponent + random.uniform(0, backoff.jitter)
+        return max(0.0, min(pause, backoff.maximum, deadline.remaining()))
 
     def stop(state: tenacity.RetryCallState) -> bool:
         return deadline.expired()

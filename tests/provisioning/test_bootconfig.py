@@ -39,7 +39,7 @@ def test_parse_full(tmp_path: Path) -> None:
 def test_quotes_and_bom_from_windows_editors(tmp_path: Path) -> None:
     path = tmp_path / "iot-center.ini"
     path.write_bytes(
-        '\ufeff[iot-center]\r\nurl = "http://10.0.0.5:5000"\r\nenrollment_token = \'tok\'\r\n'
+        "\ufeff[iot-center]\r\nurl = \"http://10.0.0.5:5000\"\r\nenrollment_token = 'tok'\r\n"
         "device_id = shed\r\n".encode()
     )
     config = read_boot_config(path)
@@ -100,4 +100,7 @@ def test_token_removal_only_in_our_section_and_with_continuations(tmp_path: Path
     )
     path = write(tmp_path / "iot-center.ini", text)
     assert remove_enrollment_token(path)
-    assert path.read_text() == "[other]\nenrollment_token = not-ours\n[iot-center]\nurl = http://x\nafter = 1\n"
+    assert (
+        path.read_text()
+        == "[other]\nenrollment_token = not-ours\n[iot-center]\nurl = http://x\nafter = 1\n"
+    )
