@@ -101,9 +101,15 @@ class Influx:
     # --- queries --------------------------------------------------------------------------
 
     def query(self, flux: str, params: dict[str, Any], what: str) -> list[Any]:
-        """Run a Flux query whose user values arrive only through `params`."""
+        """Run a Flux query whose user values arrive only through `params`.
+
+        The client sends each parameter as a Flux option in the request's `extern` AST (never
+        as query text); a key `x` is the identifier `p_x` in the query, a prefix that keeps
+        parameters apart from Flux's own names.
+        """
+        extern = {f"p_{k}": v for k, v in params.items()}
         with translate_errors(what):
-            return list(self.query_api.query(flux, params=params, org=self.settings.INFLUX_ORG))
+            return list(self.query_api.query(flux, params=extern, org=self.settings.INFLUX_ORG))
 
     def health(self) -> tuple[bool, str, str]:
         """(ok, message, version) of InfluxDB."""
@@ -111,4 +117,6 @@ class Influx:
             h = self.client.health()
         except Exception as e:  # the health check must answer, whatever failed
             return False, f"InfluxDB is unreachable: {type(e).__name__}", ""
-        return h.status == "pass", h.message or "", h.version or ""
+        if h.status != "pass":
+            return False, f"InfluxDB is unhealthy or unreachable: {h.message}", h.version or ""
+        return True, h.message or "", h.version or ""

@@ -18,38 +18,38 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from influxdb_client import Permission, PermissionResource, Point, WritePrecision
+from influxdb_client import Authorization, Permission, PermissionResource, Point, WritePrecision
 from influxdb_client.rest import ApiException
 
 from agent import contract
 from iot_center.influx import Influx, InfluxRefused, translate_errors
 
 DEVICE_FLUX = """
-from(bucket: params.bucket)
+from(bucket: p_bucket)
   |> range(start: 0)
-  |> filter(fn: (r) => r._measurement == "deviceauth" and r.deviceId == params.deviceId)
+  |> filter(fn: (r) => r._measurement == "deviceauth" and r.deviceId == p_deviceId)
   |> last()
 """
 
 LIST_FLUX = """
-from(bucket: params.bucket)
+from(bucket: p_bucket)
   |> range(start: 0)
   |> filter(fn: (r) => r._measurement == "deviceauth" and r._field != "token")
   |> last()
 """
 
 OWNER_OF_CREDENTIAL_FLUX = """
-from(bucket: params.bucket)
+from(bucket: p_bucket)
   |> range(start: 0)
   |> filter(fn: (r) => r._measurement == "deviceauth" and r._field == "token")
   |> last()
-  |> filter(fn: (r) => r._value == params.token)
+  |> filter(fn: (r) => r._value == p_token)
 """
 
 LAST_SEEN_FLUX = """
-from(bucket: params.bucket)
-  |> range(start: params.since)
-  |> filter(fn: (r) => r._measurement == params.measurement and r._field == "Temperature")
+from(bucket: p_bucket)
+  |> range(start: p_since)
+  |> filter(fn: (r) => r._measurement == p_measurement and r._field == "Temperature")
   |> last()
   |> keep(columns: ["_time", "clientId"])
 """
@@ -164,7 +164,9 @@ class DeviceRegistry:
     def device_for_token(self, token: str) -> str | None:
         """Which device a token belongs to (to tell 'another device' from 'no device')."""
         tables = self.influx.query(
-            OWNER_OF_CREDENTIAL_FLUX, {"bucket": self._devices_bucket, "token": token}, "check a token"
+            OWNER_OF_CREDENTIAL_FLUX,
+            {"bucket": self._devices_bucket, "token": token},
+            "check a token",
         )
         for t in tables:
             for rec in t.records:
@@ -226,9 +228,11 @@ class DeviceRegistry:
         )
         with translate_errors("create the device's authorization"):
             return self.influx.client.authorizations_api().create_authorization(
-                org_id=org_id,
-                permissions=[permission],
-                description=f"IoT Center: {device_id}",
+                authorization=Authorization(
+                    org_id=org_id,
+                    permissions=[permission],
+                    description=f"IoT Center: {device_id}",
+                )
             )
 
     def _delete_authorization(self, auth_id: str) -> None:

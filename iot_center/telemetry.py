@@ -23,18 +23,18 @@ MIN_RANGE = timedelta(minutes=1)
 TARGET_POINTS = 500  # per field: plenty for a chart, cheap to send
 
 AGGREGATE_FLUX = """
-from(bucket: params.bucket)
-  |> range(start: params.start)
-  |> filter(fn: (r) => r._measurement == params.measurement and r.clientId == params.deviceId)
+from(bucket: p_bucket)
+  |> range(start: p_start)
+  |> filter(fn: (r) => r._measurement == p_measurement and r.clientId == p_deviceId)
   |> filter(fn: (r) => r._field == "Temperature" or r._field == "Humidity"
                        or r._field == "Pressure" or r._field == "Lat" or r._field == "Lon")
-  |> aggregateWindow(every: params.window, fn: mean, createEmpty: false)
+  |> aggregateWindow(every: p_window, fn: mean, createEmpty: false)
 """
 
 LAST_FLUX = """
-from(bucket: params.bucket)
-  |> range(start: params.start)
-  |> filter(fn: (r) => r._measurement == params.measurement and r.clientId == params.deviceId)
+from(bucket: p_bucket)
+  |> range(start: p_start)
+  |> filter(fn: (r) => r._measurement == p_measurement and r.clientId == p_deviceId)
   |> filter(fn: (r) => r._field == "Temperature" or r._field == "Humidity"
                        or r._field == "Pressure" or r._field == "Lat" or r._field == "Lon")
   |> last()
