@@ -79,7 +79,8 @@ class Simulator:
     ) -> int:
         stop = time.time()
         start = stop - span.total_seconds()
-        total = int(span.total_seconds() // interval) + 1
+        first = math.ceil(start / interval) * interval
+        total = int((stop - first) // interval) + 1
         written = 0
         batch: list[Point] = []
         began = time.monotonic()
