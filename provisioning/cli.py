@@ -229,6 +229,7 @@ def run(
         token=result.token,
         owner=owner,
         extras=extras,
+        config=result.config,
     )
     owned = f", owned by {owner.name}" if owner else ""
     progress.say(f"device token saved to {layout.token_file} (mode 0600{owned})")

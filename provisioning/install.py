@@ -25,6 +25,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from agent import settings as agent_settings
+from agent.center import CenterClient
+from agent.contract import DeviceConfig
 from provisioning.bootconfig import fsync_dir
 from provisioning.errors import InstallError, StartError
 from provisioning.paths import AGENT_CONFIG_NAME, AGENT_UNIT, MARKER_NAME, TOKEN_FILE_NAME
@@ -181,6 +183,27 @@ class Layout:
         return self.state_dir / MARKER_NAME
 
 
+def seed_device_config(
+    layout: Layout, config: DeviceConfig, owner: Owner | None, center_url: str
+) -> Path:
+    """Save the configuration the registration answered where the agent keeps its last good
+    copy, with the agent's own code: the agent can start even if the server is unreachable
+    right after provisioning, and never starts from a copy holding a revoked token."""
+    cache = agent_settings.Settings(
+        center_url=center_url,
+        device_id=config.id,
+        device_token=config.influx_token,
+        state_dir=layout.state_dir,
+    ).config_cache
+    try:
+        CenterClient(center_url, config.id, config.influx_token, cache_path=cache).save(config)
+        if owner is not None:
+            os.chown(cache, owner.uid, owner.gid)
+    except OSError as error:
+        raise InstallError(f"cannot write {cache}: {error.strerror or error}") from error
+    return cache
+
+
 def install(
     layout: Layout,
     *,
@@ -189,8 +212,9 @@ def install(
     token: str,
     owner: Owner | None,
     extras: Mapping[str, str] | None = None,
+    config: DeviceConfig | None = None,
 ) -> None:
-    """Steps 1-2: the credential and the agent configuration."""
+    """Steps 1-2: the credential and the agent configuration (and its first device config)."""
     save_credential(layout.token_file, token, owner)
     try:
         layout.state_dir.mkdir(parents=True, exist_ok=True)
@@ -198,6 +222,8 @@ def install(
             os.chown(layout.state_dir, owner.uid, owner.gid)
     except OSError as error:
         raise InstallError(f"cannot create {layout.state_dir}: {error.strerror}") from error
+    if config is not None:
+        seed_device_config(layout, config, owner, center_url)
     write_file(
         layout.agent_config,
         agent_ini(
@@ -217,15 +243,17 @@ def start_agent(
 ) -> None:
     """`systemctl enable --now <unit>`, in two steps, naming the cause when one fails.
 
-    The start is queued (`--no-block`) rather than awaited: the agent is `Type=notify` and may
-    take a while to say READY (it waits for its sensor and clock), and this command may itself
-    run inside iot-provision.service, where waiting on another start job only risks a hang.
+    `restart` rather than `start`: after `--force` an agent may be running with the old,
+    now revoked token. The (re)start is queued (`--no-block`) rather than awaited: the agent
+    is `Type=notify` and may take a while to say READY (it waits for its sensor and clock),
+    and this command may itself run inside iot-provision.service, where waiting on another
+    start job only risks a hang.
     """
     if shutil.which("systemctl") is None:
         raise StartError(f"systemctl not found; start {unit} by hand (or use --no-start)")
     for command in (
         ["systemctl", "enable", unit],
-        ["systemctl", "start", "--no-block", unit],
+        ["systemctl", "restart", "--no-block", unit],
     ):
         shown = " ".join(command)
         try:

@@ -74,6 +74,41 @@ def test_agent_ini_is_read_by_the_agent(tmp_path: Path) -> None:
     assert loaded.led_pin == 17
 
 
+def test_registration_config_seeds_the_agents_saved_copy(tmp_path: Path) -> None:
+    from agent.center import load_cached
+    from agent.contract import DeviceConfig
+
+    config = DeviceConfig(
+        influx_url="http://influx:8086",
+        influx_org="org",
+        influx_token="device-token-value",
+        influx_bucket="iot_center",
+        id="d1",
+        default_lat=50.0,
+        default_lon=14.0,
+        measurement_interval=60,
+        newlyRegistered=True,
+        createdAt="2026-01-01T00:00:00Z",
+        updatedAt="2026-01-01T00:00:00Z",
+        serverTime="2026-01-01T00:00:00Z",
+        configuration_refresh=3600,
+        write_endpoint="/api/v2/write?org=org&bucket=iot_center&precision=ns",
+    )
+    target = layout(tmp_path)
+    install.install(
+        target,
+        center_url="http://center:5000",
+        device_id="d1",
+        token=config.influx_token,
+        owner=None,
+        config=config,
+    )
+    settings = agent_settings.load(target.agent_config, env={}, required=True)
+    cached = load_cached(settings.config_cache, "d1")
+    assert cached is not None and cached.config == config
+    assert stat.S_IMODE(settings.config_cache.stat().st_mode) == 0o600
+
+
 def test_agent_extras_from_boot_config(tmp_path: Path) -> None:
     path = tmp_path / "iot-center.ini"
     path.write_text(
@@ -126,7 +161,7 @@ def test_start_agent_enables_then_queues_the_start(monkeypatch: pytest.MonkeyPat
     install.start_agent(run=run)
     assert calls == [
         ["systemctl", "enable", "iot-agent.service"],
-        ["systemctl", "start", "--no-block", "iot-agent.service"],
+        ["systemctl", "restart", "--no-block", "iot-agent.service"],
     ]
 
 

@@ -19,6 +19,7 @@ import pytest
 import requests
 
 from agent import settings as agent_settings
+from agent.center import load_cached
 from provisioning import cli, enroll, errors
 from provisioning.errors import IdRefusedError
 from provisioning.progress import Progress
@@ -120,6 +121,9 @@ def test_first_run_registers_saves_and_cleans_up(center, tmp_path: Path) -> None
         token,
     )
     assert settings.state_dir == root / "var/lib/iot-agent"
+    # ... and has the device configuration before its first fetch.
+    cached = load_cached(settings.config_cache, device_id)
+    assert cached is not None and cached.config.influx_token == token
 
     boot = (root / "boot/firmware/iot-center.ini").read_text()
     assert center.enrollment_token not in boot and "enrollment_token" not in boot
