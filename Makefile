@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-unit test-integration influxdb lint format bench setup clean help
+.PHONY: demo test test-unit influxdb lint format bench setup assets browser clean help
 
 help:
 	@echo "make demo     - start InfluxDB, IoT Center and a virtual device; print where to look"
@@ -22,10 +22,25 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# Front-end assets (Bootstrap, Chart.js, Leaflet) from npm, served by the app itself: no CDN.
+ASSETS_STAMP := node_modules/.installed
+$(ASSETS_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $(ASSETS_STAMP)
+
+assets: $(ASSETS_STAMP)
+
+# Browser tests drive Debian's Chromium (Playwright cannot download its own browser here).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
 influxdb:
 	@bash scripts/get-influxd.sh
 
-test: $(STAMP)
+test: $(STAMP) assets browser
 	@INFLUXD="$$(bash scripts/get-influxd.sh)" && export INFLUXD && \
 	  $(PY) -m pytest
 
@@ -40,7 +55,7 @@ format: $(STAMP)
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
-demo: $(STAMP)
+demo: $(STAMP) assets
 	@INFLUXD="$$(bash scripts/get-influxd.sh)" && export INFLUXD && \
 	  $(PY) -m iot_center.demo
 
@@ -49,4 +64,4 @@ bench: $(STAMP)
 	  $(PY) -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts .demo
+	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache test-artifacts .demo
