@@ -310,3 +310,47 @@ def test_enroll_backoff_unit_is_the_same_as_cli(center) -> None:
         progress=Progress(io.StringIO()),
     )
     assert again.replaced is True and again.token != result.token
+
+
+def test_the_agent_runs_from_what_provisioning_wrote(center, tmp_path: Path) -> None:
+    """The same hand-over as on a Pi, with the virtual sensor: provision, start the real
+    agent with the written agent.ini, and see its readings arrive in InfluxDB."""
+    from tests.conftest import flux_rows
+
+    root = flash(tmp_path / "pi", center)
+    ini = root / "boot/firmware/iot-center.ini"
+    ini.write_text(ini.read_text() + "[agent]\nsensor = virtual\nclock_check = off\n")
+    code, lines = provision(root)
+    assert code == 0, lines
+    config = root / "etc/iot-agent/agent.ini"
+    assert "sensor = virtual" in config.read_text()
+    log = tmp_path / "agent.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IOT_", "NOTIFY_SOCKET"))}
+    with log.open("w") as out:
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "agent.cli", "--config", str(config), "run"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**env, "PYTHONUNBUFFERED": "1"},
+        )
+    device_id = f"pi-{SERIAL}"
+    query = (
+        f'from(bucket: "{center.buckets.telemetry}") |> range(start: -1h) '
+        '|> filter(fn: (r) => r._measurement == "environment" and r._field == "Temperature")'
+        f' |> filter(fn: (r) => r.clientId == "{device_id}")'
+    )
+    try:
+        deadline = time.monotonic() + 60
+        rows: list[dict] = []
+        while not rows:
+            assert agent.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(1)
+            rows = flux_rows(center.influx, query)
+        assert rows[0]["device"] == "virtual"
+        agent.terminate()
+        assert agent.wait(30) == 0, log.read_text()  # a clean SIGTERM stop, as under systemd
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()
