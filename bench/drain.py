@@ -31,6 +31,7 @@ from bench.common import Ctx, bucket, log, median, reading_lines, write_url
 NAME = "drain"
 RAW_BATCH = 50_000
 RAW_CONNECTIONS = 4
+TUNED_BATCH = 5000
 
 
 def _agent_defaults() -> dict:
@@ -96,7 +97,8 @@ def fill_template(ctx: Ctx, lines: list[str]):
     return path
 
 
-def run_agent(ctx: Ctx, template, n: int, round_no: int) -> float:
+def run_agent(ctx: Ctx, template, n: int, round_no: int, batch_size: int | None = None,
+              parts: dict | None = None) -> float:
     from agent.buffer import Buffer
     from agent.writer import Target, Writer
 
@@ -108,8 +110,12 @@ def run_agent(ctx: Ctx, template, n: int, round_no: int) -> float:
     defaults = _agent_defaults()
     buf = Buffer(path, max_points=n + 1)
     target = Target(write_url(influx, b), influx.token)
-    writer = Writer(buf, lambda: target, batch_size=defaults["batch_size"],
+    writer = Writer(buf, lambda: target, batch_size=batch_size or defaults["batch_size"],
                     timeout=defaults["http_timeout"])
+    if parts is not None:  # where the time goes: SQLite read, HTTP write, SQLite delete
+        for attr in ("peek", "ack"):
+            _timed_method(buf, attr, parts)
+        _timed_method(writer, "send", parts)
     t0 = time.perf_counter()
     while writer.flush_once():
         pass
@@ -121,6 +127,19 @@ def run_agent(ctx: Ctx, template, n: int, round_no: int) -> float:
         raise RuntimeError(f"agent drain left {left} points")
     _check(ctx, b, n)
     return n / dt
+
+
+def _timed_method(obj, attr: str, parts: dict) -> None:
+    inner = getattr(obj, attr)
+
+    def wrapper(*a, **kw):
+        t0 = time.perf_counter()
+        try:
+            return inner(*a, **kw)
+        finally:
+            parts[attr] = parts.get(attr, 0.0) + time.perf_counter() - t0
+
+    setattr(obj, attr, wrapper)
 
 
 def run_peer(ctx: Ctx, lines: list[str]) -> float:
@@ -160,17 +179,23 @@ def run(ctx: Ctx) -> None:
     start = time.time() - n - 3600
     lines = list(reading_lines("drain-pi", float(int(start)), n, 1.0))
     template = fill_template(ctx, lines)
-    raw, agent, peer, r_raw, r_peer = [], [], [], [], []
+    raw, agent, peer, r_raw, r_peer, tuned = [], [], [], [], [], []
+    parts: dict[str, float] = {}
     for i in range(rounds):
         log(f"drain round {i + 1}/{rounds}: raw")
         raw.append(run_raw(ctx, lines))
         log(f"drain round {i + 1}/{rounds}: agent ({raw[-1]:,.0f} pts/s raw)")
-        agent.append(run_agent(ctx, template, n, i))
+        p: dict[str, float] = {}
+        agent.append(run_agent(ctx, template, n, i, parts=p))
+        for k, v in p.items():
+            parts.setdefault(k, []).append(v / n * 1e6)
         log(f"drain round {i + 1}/{rounds}: influxdb-client WriteApi ({agent[-1]:,.0f} pts/s agent)")
         peer.append(run_peer(ctx, lines))
         log(f"drain round {i + 1}/{rounds}: peer {peer[-1]:,.0f} pts/s")
         r_raw.append(agent[-1] / raw[-1])
         r_peer.append(agent[-1] / peer[-1])
+        if i == 0:  # informative: the same agent code with a bigger batch_size setting
+            tuned.append(run_agent(ctx, template, n, 100 + i, batch_size=TUNED_BATCH) / raw[-1])
     ctx.emit(NAME, "drain_raw", points=n, rounds=rounds, pts_per_s=median(raw))
     ctx.emit(NAME, "drain_peer_writeapi", points=n, rounds=rounds, pts_per_s=median(peer))
     ctx.emit(
@@ -183,5 +208,14 @@ def run(ctx: Ctx) -> None:
         ratio_to_peer=median(r_peer),
         seconds_per_million=1e6 / median(agent),
     )
+    ctx.emit(
+        NAME,
+        "drain_agent_parts",
+        sqlite_peek_us=median(parts.get("peek", [])),
+        http_send_us=median(parts.get("send", [])),
+        sqlite_ack_us=median(parts.get("ack", [])),
+        per="reading",
+    )
+    ctx.emit(NAME, "drain_agent_batch%d" % TUNED_BATCH, ratio_to_raw=median(tuned))
     ctx.target("1 drain: agent / raw ingest", f"{median(r_raw):.0%}", ">= 80%", median(r_raw) >= 0.8)
     ctx.target("1 drain: agent / WriteApi", f"{median(r_peer):.2f}x", "> 1x", median(r_peer) > 1.0)
