@@ -39,6 +39,10 @@ COUNTERS = ("readings", "appended", "written", "dropped", "rejected")
 _CHUNK = 500  # stay well under SQLite's bound-parameter limit
 
 
+class BufferClosed(RuntimeError):
+    """Used after close() (a writer thread outliving the shutdown deadline)."""
+
+
 @dataclass(frozen=True)
 class Entry:
     id: int
@@ -56,6 +60,7 @@ class Buffer:
         self.sync_mode = sync
         self.moved_aside: Path | None = None
         self._lock = threading.RLock()
+        self._closed = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._conn = self._open()
@@ -98,11 +103,15 @@ class Buffer:
     def _run(self, fn):
         """Run fn(conn) under the lock; if the file turns out corrupt mid-run, recover once."""
         with self._lock:
+            if self._closed:
+                raise BufferClosed(f"buffer {self.path} is closed")
             try:
                 return fn(self._conn)
-            except sqlite3.OperationalError:
-                raise
             except sqlite3.DatabaseError as exc:
+                # Only a plain DatabaseError means a damaged file ("malformed", "not a
+                # database"); its subclasses (locked, disk full, misuse) are not corruption.
+                if type(exc) is not sqlite3.DatabaseError:
+                    raise
                 self._conn.close()
                 self._conn = self._start_fresh(exc)
                 return fn(self._conn)
@@ -192,6 +201,9 @@ class Buffer:
 
     def close(self) -> None:
         with self._lock:
+            if self._closed:
+                return
+            self._closed = True
             try:
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error as exc:

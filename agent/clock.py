@@ -13,7 +13,6 @@ import ctypes.util
 import logging
 import time
 from collections.abc import Callable
-from threading import Event
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +58,15 @@ def wait_for_clock(
     mode: str,
     min_year: int,
     wait_max: float,
-    stop: Event,
+    pause: Callable[[float], bool],
     *,
     now: Callable[[], float] = time.time,
     synchronised: Callable[[], bool | None] = kernel_synchronised,
     poll: float = 5.0,
 ) -> bool:
-    """Block until the clock can be trusted; False if `stop` was set first.
+    """Block until the clock can be trusted; False if `pause` said to stop first.
+
+    `pause(seconds)` sleeps (pinging the watchdog) and returns False when the agent stops.
 
     mode "off": trust it. "floor": only require year >= min_year. "auto": also wait for the
     kernel to report synchronisation, for at most `wait_max` seconds; after that a plausible
@@ -75,7 +76,7 @@ def wait_for_clock(
         return True
     started = time.monotonic()
     last_log = -1e9
-    while not stop.is_set():
+    while True:
         t = now()
         ok_floor = plausible(t, min_year)
         synced = synchronised() if mode == "auto" else True
@@ -100,5 +101,5 @@ def wait_for_clock(
                 else "the kernel reports it is not synchronised (NTP not reached yet)"
             )
             log.warning("waiting for the clock before measuring: %s", why)
-        stop.wait(poll)
-    return False
+        if not pause(poll):
+            return False
