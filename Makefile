@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-unit influxdb lint format bench setup assets browser clean help
+.PHONY: demo test test-unit influxdb lint format bench setup assets browser wheel clean help
 
 help:
 	@echo "make demo     - start InfluxDB, IoT Center and a virtual device; print where to look"
@@ -13,6 +13,7 @@ help:
 	@echo "make influxdb - print the path of an influxd 2.x binary (builds and caches it if needed)"
 	@echo "make lint     - ruff check and format check"
 	@echo "make bench    - run the benchmarks and print their figures"
+	@echo "make wheel    - build dist/*.whl for installing on a Pi (see deploy/README.md)"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -62,6 +63,10 @@ demo: $(STAMP) assets
 bench: $(STAMP)
 	@INFLUXD="$$(bash scripts/get-influxd.sh)" && export INFLUXD && \
 	  $(PY) -m bench
+
+# The wheel that deploy/'s first-boot files install on a Pi (copy dist/*.whl to the boot partition).
+wheel: $(STAMP)
+	$(PY) -m pip wheel --quiet --no-deps -w dist .
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache test-artifacts .demo
