@@ -26,7 +26,7 @@ VENDOR = {
     "leaflet.css": "leaflet/dist/leaflet.css",
     "leaflet.js": "leaflet/dist/leaflet.js",
     "topojson.js": "topojson-client/dist/topojson-client.min.js",
-    "land.json": "world-atlas/land-110m.json",
+    "world.json": "world-atlas/countries-110m.json",
 }
 
 # Files the packages above load by relative URL.

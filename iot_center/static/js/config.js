@@ -5,6 +5,7 @@
   var root = document.getElementById("config-root");
   if (!root) return;
   var token = null;
+  var fullJson = "";  // kept in memory, never in the DOM
   var shown = false;
   var mask = root.getAttribute("data-mask");
   var revealBtn = document.getElementById("reveal-token");
@@ -21,8 +22,7 @@
       return r.json();
     }).then(function (doc) {
       token = doc.influx_token;
-      var json = document.getElementById("config-json");
-      json.dataset.full = JSON.stringify(doc, null, 2);
+      fullJson = JSON.stringify(doc, null, 2);
       return token;
     });
   }
@@ -74,7 +74,7 @@
         if (what === "token") text = t;
         else if (what === "agent-ini") {
           text = document.getElementById("agent-ini").textContent.split(mask).join(t);
-        } else text = document.getElementById("config-json").dataset.full;
+        } else text = fullJson;
         return copyText(text, button);
       }).catch(fail);
     });

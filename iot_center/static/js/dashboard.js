@@ -50,7 +50,12 @@
           tooltip: { callbacks: { label: function (ctx) { return " " + ctx.parsed.y.toFixed(2) + " " + unit; } } },
         },
         scales: {
-          x: { type: "time", grid: { display: false }, ticks: { maxRotation: 0, autoSkipPadding: 18 } },
+          x: {
+            type: "time",
+            time: { displayFormats: { second: "HH:mm:ss", minute: "HH:mm", hour: "HH:mm", day: "d MMM" }, tooltipFormat: "d MMM yyyy HH:mm" },
+            grid: { display: false },
+            ticks: { maxRotation: 0, autoSkipPadding: 18 },
+          },
           y: { grid: { color: "rgba(100,116,139,.15)" }, ticks: { maxTicksLimit: 6 } },
         },
       },
@@ -72,7 +77,7 @@
     if (!marker) marker = L.circleMarker([lat, lon], style).addTo(map);
     else { marker.setLatLng([lat, lon]); marker.setStyle(style); }
     marker.bindTooltip(root.dataset.device);
-    if (!centred) { map.setView([lat, lon], 5); centred = true; }
+    if (!centred) { map.setView([lat, lon], 4); centred = true; }
     document.getElementById("position-text").textContent =
       "(" + IoT.formatPosition(lat, lon) + (isDefault ? ", server default: no position reported" : "") + ")";
     mapEl.dataset.lat = lat;
@@ -138,7 +143,7 @@
   }
 
   function load() {
-    var start = "-" + RANGE_SECONDS[range] + "s";
+    var start = "-" + range;  // 5m, 1h, ... 30d: what the API takes
     var mine = {};
     inFlight = mine;
     setState("loading");

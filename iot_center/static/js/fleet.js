@@ -30,7 +30,7 @@
     marker.bindTooltip(d.id);
     bounds.push([d.lat, d.lon]);
   });
-  if (bounds.length === 1) map.setView(bounds[0], 6);
+  if (bounds.length === 1) map.setView(bounds[0], 5);
   else if (bounds.length > 1) map.fitBounds(bounds, { padding: [40, 40], maxZoom: 8 });
   else map.setView([lat0, lon0], 4);
   el.dataset.markers = String(bounds.length);

@@ -44,9 +44,14 @@
         return r.json();
       }).then(function (world) {
         var land = topojson.feature(world, world.objects.land);
+        var borders = topojson.mesh(world, world.objects.countries, function (a, b) { return a !== b; });
+        L.geoJSON(borders, {
+          interactive: false,
+          style: { color: "#94a3b8", weight: 0.7, dashArray: "3 3" },
+        }).addTo(map).bringToBack();
         L.geoJSON(land, {
           interactive: false,
-          style: { color: "#94a3b8", weight: 0.8, fillColor: "#f8fafc", fillOpacity: 1 },
+          style: { color: "#94a3b8", weight: 1, fillColor: "#f8fafc", fillOpacity: 1 },
         }).addTo(map).bringToBack();
         element.dataset.land = "loaded";
       }).catch(function () { element.dataset.land = "missing"; });
