@@ -205,13 +205,22 @@ def write_lines(influx: LocalInfluxDB, bucket_name: str, lines: list[str], batch
 def flux_body(influx: LocalInfluxDB, flux: str, params: dict[str, Any]) -> str:
     """The exact JSON body influxdb-client sends for `flux` with `params` (as IoT Center does:
     each key k becomes the Flux option p_k in the request's `extern`)."""
+    return flux_bodies(influx, flux, [params])[0]
+
+
+def flux_bodies(influx: LocalInfluxDB, flux: str, many: list[dict[str, Any]]) -> list[str]:
     from influxdb_client import InfluxDBClient
     from influxdb_client.client.query_api import QueryApi
 
     with InfluxDBClient(url=influx.url, token=influx.token, org=influx.org) as client:
         qa = client.query_api()
-        q = qa._create_query(flux, QueryApi.default_dialect, {f"p_{k}": v for k, v in params.items()})
-        return json.dumps(client.api_client.sanitize_for_serialization(q))
+        out = []
+        for params in many:
+            q = qa._create_query(
+                flux, QueryApi.default_dialect, {f"p_{k}": v for k, v in params.items()}
+            )
+            out.append(json.dumps(client.api_client.sanitize_for_serialization(q)))
+        return out
 
 
 def flux_request(influx: LocalInfluxDB, body: str) -> list:
