@@ -423,7 +423,8 @@ def flatten_routes(routes: Any, prefix: str = "") -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     if isinstance(routes, dict):
         for key, value in routes.items():
-            out += flatten_routes(value, f"{prefix}.{key}" if prefix else key)
+            name = prefix if key == "_self" else f"{prefix}.{key}" if prefix else key
+            out += flatten_routes(value, name)
     elif isinstance(routes, str):
         out.append((prefix, routes))
     return out
