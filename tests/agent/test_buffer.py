@@ -1,0 +1,151 @@
+"""The durable buffer: what survives reopening, the bound, corruption and ack semantics."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+import pytest
+
+from agent.buffer import Buffer, BufferClosed, read_counters
+
+
+def lines(n: int, start: int = 0) -> list[str]:
+    return [f"m v={i} {i}" for i in range(start, start + n)]
+
+
+def test_survives_reopen_and_keeps_order_and_counters(tmp_path):
+    path = tmp_path / "b.sqlite"
+    with Buffer(path) as buf:
+        buf.append(lines(5), counter="readings")
+        batch = buf.peek(2)
+        assert [e.line for e in batch] == lines(2)
+        buf.ack(e.id for e in batch)
+    with Buffer(path) as buf:
+        assert buf.depth() == 3
+        assert [e.line for e in buf.peek(10)] == lines(3, start=2)
+        assert buf.counters() == {
+            "readings": 5, "appended": 5, "written": 2, "dropped": 0, "rejected": 0
+        }  # fmt: skip
+
+
+def test_unacked_points_stay_until_acked(tmp_path):
+    with Buffer(tmp_path / "b.sqlite") as buf:
+        buf.append(lines(3))
+        first = buf.peek(3)
+        assert buf.peek(3) == first  # peeking twice sends the same points again
+        assert buf.ack([first[1].id]) == 1
+        assert [e.line for e in buf.peek(3)] == [lines(3)[0], lines(3)[2]]
+        assert buf.ack([first[1].id]) == 0  # acking twice does not double-count
+        assert buf.counters()["written"] == 1
+
+
+def test_reject_counts_separately(tmp_path):
+    with Buffer(tmp_path / "b.sqlite") as buf:
+        buf.append(lines(2))
+        buf.reject([buf.peek(1)[0].id])
+        assert buf.counters()["rejected"] == 1 and buf.counters()["written"] == 0
+        assert buf.depth() == 1
+
+
+def test_full_buffer_drops_oldest_and_counts(tmp_path, caplog):
+    with Buffer(tmp_path / "b.sqlite", max_points=10) as buf:
+        buf.append(lines(8))
+        with caplog.at_level(logging.WARNING):
+            assert buf.append(lines(5, start=8)) == 3
+        assert "dropped the 3 oldest" in caplog.text
+        assert buf.depth() == 10
+        assert [e.line for e in buf.peek(100)] == lines(10, start=3)
+        assert buf.counters()["dropped"] == 3
+
+
+def test_bound_is_exact_with_gaps_from_acks(tmp_path):
+    with Buffer(tmp_path / "b.sqlite", max_points=4) as buf:
+        buf.append(lines(4))
+        entries = buf.peek(4)
+        buf.ack([entries[1].id, entries[2].id])  # gap in the middle
+        assert buf.append(lines(2, start=4)) == 0
+        assert buf.depth() == 4
+        assert buf.append(lines(1, start=6)) == 1
+
+
+def test_many_ids_ack_in_chunks(tmp_path):
+    with Buffer(tmp_path / "b.sqlite") as buf:
+        buf.append(lines(1500))
+        assert buf.ack(e.id for e in buf.peek(1500)) == 1500
+        assert buf.depth() == 0
+
+
+@pytest.mark.parametrize("sync", ["normal", "full"])
+def test_sync_modes(tmp_path, sync):
+    path = tmp_path / "b.sqlite"
+    with Buffer(path, sync=sync) as buf:
+        buf.append(lines(3))
+        buf.sync()
+        mode = buf._conn.execute("PRAGMA synchronous").fetchone()[0]
+        assert mode == {"normal": 1, "full": 2}[sync]
+        assert buf._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_committed_points_survive_an_unclean_exit(tmp_path):
+    """No close(), no checkpoint: what a kill -9 leaves behind (WAL not merged)."""
+    path = tmp_path / "b.sqlite"
+    buf = Buffer(path)
+    buf.append(lines(4), counter="readings")
+    # Simulate the process vanishing: copy the files as they are on disk right now.
+    copy = tmp_path / "copy.sqlite"
+    for suffix in ("", "-wal"):
+        src = path.with_name(path.name + suffix)
+        if src.exists():
+            copy.with_name(copy.name + suffix).write_bytes(src.read_bytes())
+    with Buffer(copy) as again:
+        assert again.depth() == 4
+        assert again.counters()["readings"] == 4
+    buf.close()
+
+
+def test_corrupt_file_is_moved_aside_and_a_fresh_buffer_started(tmp_path, caplog):
+    path = tmp_path / "b.sqlite"
+    path.write_bytes(b"this is not a database" * 200)
+    with caplog.at_level(logging.ERROR), Buffer(path) as buf:
+        assert buf.depth() == 0
+        buf.append(lines(1))
+        assert buf.moved_aside is not None and buf.moved_aside.exists()
+        assert buf.moved_aside.read_bytes().startswith(b"this is not a database")
+    assert "moved it aside" in caplog.text
+
+
+def test_damaged_pages_are_detected(tmp_path):
+    path = tmp_path / "b.sqlite"
+    with Buffer(path) as buf:
+        buf.append(lines(2000))
+    data = bytearray(path.read_bytes())
+    page = 4096
+    for i in range(2 * page, min(len(data), 6 * page)):
+        data[i] = 0xA5  # scribble over b-tree pages
+    path.write_bytes(bytes(data))
+    with Buffer(path) as buf:
+        assert buf.moved_aside is not None
+        assert buf.depth() == 0
+
+
+def test_use_after_close_is_a_clear_error_not_a_recovery(tmp_path):
+    path = tmp_path / "b.sqlite"
+    buf = Buffer(path)
+    buf.append(lines(2))
+    buf.close()
+    with pytest.raises(BufferClosed):
+        buf.ack([1])
+    with Buffer(path) as again:  # nothing was moved aside
+        assert again.moved_aside is None and again.depth() == 2
+
+
+def test_read_counters_is_read_only(tmp_path):
+    path = tmp_path / "b.sqlite"
+    assert read_counters(path) is None
+    with Buffer(path) as buf:
+        buf.append(lines(3), counter="readings")
+        depth, counters = read_counters(path)
+        assert depth == 3 and counters["readings"] == 3
+    with pytest.raises(sqlite3.OperationalError):
+        sqlite3.connect(f"file:{path}?mode=ro", uri=True).execute("DELETE FROM points")
