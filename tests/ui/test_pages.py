@@ -260,3 +260,34 @@ def test_missing_assets_still_render_the_page(
     assert "npm ci" in page.text
     assert b.get("/vendor/bootstrap/dist/css/bootstrap.min.css").status_code == 404
     assert "front-end assets missing" in center.log()
+
+
+def test_hundreds_of_devices_on_one_page(signed_in: Browser, center: CenterServer) -> None:
+    """Records written straight into the devices bucket (no authorizations needed to list)."""
+    n = 300
+    now = time.time_ns()
+    lines = "\n".join(
+        f'deviceauth,deviceId=fleet-{i:03d} key="auth{i}",token="secret-token-{i:03d}",'
+        f'createdAt="2026-01-01T00:00:00Z",updatedAt="2026-01-01T00:00:00Z" {now}'
+        for i in range(n)
+    )
+    r = requests.post(
+        f"{center.influx.url}/api/v2/write",
+        params={"org": center.influx.org, "bucket": center.buckets.devices, "precision": "ns"},
+        data=lines,
+        headers={"Authorization": f"Token {center.influx.token}"},
+        timeout=30,
+    )
+    assert r.status_code == 204, r.text
+    signed_in.get("/devices")  # warm up
+    t0 = time.monotonic()
+    page = signed_in.get("/devices")
+    took = time.monotonic() - t0
+    assert page.status_code == 200
+    assert page.text.count('<tr data-device-id="fleet-') == n
+    assert "secret-token-" not in page.text
+    assert took < 5, f"/devices with {n} devices took {took:.2f}s"
+    print(f"/devices with {n} devices: {took * 1000:.0f} ms")
+    fleet = signed_in.get("/map")
+    assert fleet.status_code == 200
+    assert "secret-token-" not in fleet.text
