@@ -128,7 +128,7 @@ def run_agent(ctx: Ctx, rate: float, window: float) -> dict[str, float]:
 
 
 def run(ctx: Ctx) -> None:
-    window = ctx.pick(15.0, 60.0)
+    window = ctx.pick(10.0, 60.0)
     base = baseline_hwm_kb(ctx) / 1024
     results = {}
     for rate in (1.0, 50.0):
