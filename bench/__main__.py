@@ -23,8 +23,11 @@ MODULES = {"buffer": "bench.buffer_cost"}
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--quick", action="store_true", help="short version (about 3 minutes)")
     p.add_argument("--full", action="store_true", help="also 10,000 devices in the scaling run")
     p.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(BENCHES)}")
@@ -37,8 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PYTHONHASHSEED", "0")
     ctx = Ctx(quick=args.quick, full=args.full, keep=args.keep)
     mode = "quick" if args.quick else ("full" if args.full else "default")
-    print(f"# IoT Center benchmarks ({mode}); work dir {ctx.root}; {os.cpu_count()} CPUs; "
-          f"load average {os.getloadavg()[0]:.2f}", flush=True)
+    print(
+        f"# IoT Center benchmarks ({mode}); work dir {ctx.root}; {os.cpu_count()} CPUs; "
+        f"load average {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
     failed: list[str] = []
     began = time.monotonic()
     try:
@@ -60,8 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         ctx.close()
     summary(ctx)
-    print(f"\n# total {time.monotonic() - began:.0f} s; load average now "
-          f"{os.getloadavg()[0]:.2f}", flush=True)
+    print(
+        f"\n# total {time.monotonic() - began:.0f} s; load average now {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
     if failed:
         print(f"# failed: {', '.join(failed)}", flush=True)
         return 1
@@ -83,7 +91,7 @@ def summary(ctx: Ctx) -> None:
         print(line)
         print("  ".join("-" * x for x in widths))
         for r in rows2:
-            print("  ".join(f"{str(v):<{widths[i]}}" for i, v in enumerate(r)))
+            print("  ".join(f"{v!s:<{widths[i]}}" for i, v in enumerate(r)))
 
 
 if __name__ == "__main__":

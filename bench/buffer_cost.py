@@ -129,7 +129,12 @@ def run(ctx: Ctx) -> None:
         per_reading_us=m(other, "append_us") + m(other, "ack_us"),
         ratio_to_default=(m(other, "append_us") + m(other, "ack_us")) / per,
     )
-    ctx.emit(NAME, "buffer_size", mb_per_million=mb, text_mb_per_million=text_mb,
-             ratio_to_text=mb / text_mb)
+    ctx.emit(
+        NAME,
+        "buffer_size",
+        mb_per_million=mb,
+        text_mb_per_million=text_mb,
+        ratio_to_text=mb / text_mb,
+    )
     ctx.target("3 buffer: append+ack per reading (sync=normal)", f"{per:.0f} us", "(report)", None)
     ctx.target("3 buffer: disk per million readings", f"{mb:.0f} MB", "(report)", None)

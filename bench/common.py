@@ -47,7 +47,9 @@ class Ctx:
     quick: bool = False
     full: bool = False
     keep: bool = False
-    root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="iot-bench-", dir="/var/tmp")))
+    root: Path = field(
+        default_factory=lambda: Path(tempfile.mkdtemp(prefix="iot-bench-", dir="/var/tmp"))
+    )
     figures: list[Figure] = field(default_factory=list)
     summary: list[tuple[str, str, str, str, str]] = field(default_factory=list)
     _influx: LocalInfluxDB | None = None
@@ -127,7 +129,9 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 # --- line protocol as the agent writes it ----------------------------------------------
 
 
-def reading_line(device_id: str, t_s: float, weather: VirtualWeather, lat=50.0872, lon=14.4211) -> str:
+def reading_line(
+    device_id: str, t_s: float, weather: VirtualWeather, lat=50.0872, lon=14.4211
+) -> str:
     """One `environment` line exactly as agent.loop.reading_point encodes it."""
     r = weather.at(t_s)
     return Point(
@@ -184,12 +188,16 @@ def write_url(influx: LocalInfluxDB, bucket_name: str) -> str:
     return f"{influx.url}/api/v2/write?org={influx.org}&bucket={bucket_name}&precision=ns"
 
 
-def write_lines(influx: LocalInfluxDB, bucket_name: str, lines: list[str], batch: int = 20000,
-                threads: int = 2) -> None:
+def write_lines(
+    influx: LocalInfluxDB, bucket_name: str, lines: list[str], batch: int = 20000, threads: int = 2
+) -> None:
     """Bulk load (setup, not measured): gzip, big batches, a few connections."""
     url = write_url(influx, bucket_name)
-    headers = {"Authorization": f"Token {influx.token}", "Content-Encoding": "gzip",
-               "Content-Type": "text/plain; charset=utf-8"}
+    headers = {
+        "Authorization": f"Token {influx.token}",
+        "Content-Encoding": "gzip",
+        "Content-Type": "text/plain; charset=utf-8",
+    }
 
     def post(chunk: list[str]) -> None:
         body = gzip.compress("\n".join(chunk).encode(), 1)
@@ -267,15 +275,29 @@ def proc_io(pid: int) -> dict[str, int]:
 # --- load generator in its own process --------------------------------------------------
 
 
-def load(ctx: Ctx, url: str, reqs: list, concurrency: int, duration: float, warmup: float = 1.0) -> dict:
+def load(
+    ctx: Ctx, url: str, reqs: list, concurrency: int, duration: float, warmup: float = 1.0
+) -> dict:
     host_port = url.split("//", 1)[1]
     host, port = host_port.split(":")
-    spec = {"host": host, "port": int(port), "concurrency": concurrency,
-            "duration": duration, "warmup": warmup, "requests": reqs}
+    spec = {
+        "host": host,
+        "port": int(port),
+        "concurrency": concurrency,
+        "duration": duration,
+        "warmup": warmup,
+        "requests": reqs,
+    }
     path = ctx.root / f"load-{secrets.token_hex(4)}.json"
     path.write_text(json.dumps(spec))
-    out = subprocess.run([PY, "-m", "bench.loadgen", str(path)], cwd=REPO, check=True,
-                         stdout=subprocess.PIPE, text=True, timeout=duration + warmup + 120)
+    out = subprocess.run(
+        [PY, "-m", "bench.loadgen", str(path)],
+        cwd=REPO,
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+        timeout=duration + warmup + 120,
+    )
     path.unlink()
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -328,17 +350,32 @@ class World:
         gunicorn = str(Path(PY).with_name("gunicorn"))
         logf = open(self.dir / "gunicorn.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [gunicorn, "--worker-class", "gthread", "--workers", "2", "--threads", "4",
-             "--no-control-socket", "--bind", f"127.0.0.1:{self.port}",
-             "iot_center:create_app()"],
-            stdout=logf, stderr=subprocess.STDOUT, env=env, cwd=self.dir,
+            [
+                gunicorn,
+                "--worker-class",
+                "gthread",
+                "--workers",
+                "2",
+                "--threads",
+                "4",
+                "--no-control-socket",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "iot_center:create_app()",
+            ],
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=self.dir,
             start_new_session=True,
         )
         logf.close()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited: {(self.dir / 'gunicorn.log').read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"gunicorn exited: {(self.dir / 'gunicorn.log').read_text()[-2000:]}"
+                )
             try:
                 if requests.get(f"{self.url}/health", timeout=2).status_code == 200:
                     return
@@ -358,8 +395,12 @@ class World:
 
     def register(self, device_id: str) -> str:
         with requests.Session() as s:
-            r = s.post(f"{self.url}/api/devices", json={"deviceId": device_id},
-                       headers={"Authorization": f"Token {self.enrollment}"}, timeout=60)
+            r = s.post(
+                f"{self.url}/api/devices",
+                json={"deviceId": device_id},
+                headers={"Authorization": f"Token {self.enrollment}"},
+                timeout=60,
+            )
         if r.status_code != 201:
             raise RuntimeError(f"register {device_id}: {r.status_code} {r.text[:200]}")
         return r.json()["influx_token"]

@@ -46,9 +46,11 @@ def count_points(ctx: Ctx, bucket_name: str) -> int:
     flux = (
         "from(bucket: p_bucket) |> range(start: 0) "
         '|> filter(fn: (r) => r._field == "Temperature") |> count() '
-        '|> group() |> sum()'
+        "|> group() |> sum()"
     )
-    _, path, headers, body = flux_request(ctx.influx, flux_body(ctx.influx, flux, {"bucket": bucket_name}))
+    _, path, headers, body = flux_request(
+        ctx.influx, flux_body(ctx.influx, flux, {"bucket": bucket_name})
+    )
     r = requests.post(ctx.influx.url + path, data=body, headers=headers, timeout=120)
     rows = [x for x in r.text.splitlines() if x and not x.startswith("#")]
     if len(rows) < 2:
@@ -97,8 +99,14 @@ def fill_template(ctx: Ctx, lines: list[str]):
     return path
 
 
-def run_agent(ctx: Ctx, template, n: int, round_no: int, batch_size: int | None = None,
-              parts: dict | None = None) -> float:
+def run_agent(
+    ctx: Ctx,
+    template,
+    n: int,
+    round_no: int,
+    batch_size: int | None = None,
+    parts: dict | None = None,
+) -> float:
     from agent.buffer import Buffer
     from agent.writer import Target, Writer
 
@@ -110,8 +118,12 @@ def run_agent(ctx: Ctx, template, n: int, round_no: int, batch_size: int | None 
     defaults = _agent_defaults()
     buf = Buffer(path, max_points=n + 1)
     target = Target(write_url(influx, b), influx.token)
-    writer = Writer(buf, lambda: target, batch_size=batch_size or defaults["batch_size"],
-                    timeout=defaults["http_timeout"])
+    writer = Writer(
+        buf,
+        lambda: target,
+        batch_size=batch_size or defaults["batch_size"],
+        timeout=defaults["http_timeout"],
+    )
     if parts is not None:  # where the time goes: SQLite read, HTTP write, SQLite delete
         for attr in ("peek", "ack"):
             _timed_method(buf, attr, parts)
@@ -189,7 +201,9 @@ def run(ctx: Ctx) -> None:
         agent.append(run_agent(ctx, template, n, i, parts=p))
         for k, v in p.items():
             parts.setdefault(k, []).append(v / n * 1e6)
-        log(f"drain round {i + 1}/{rounds}: influxdb-client WriteApi ({agent[-1]:,.0f} pts/s agent)")
+        log(
+            f"drain round {i + 1}/{rounds}: influxdb-client WriteApi ({agent[-1]:,.0f} pts/s agent)"
+        )
         peer.append(run_peer(ctx, lines))
         log(f"drain round {i + 1}/{rounds}: peer {peer[-1]:,.0f} pts/s")
         r_raw.append(agent[-1] / raw[-1])
@@ -216,6 +230,8 @@ def run(ctx: Ctx) -> None:
         sqlite_ack_us=median(parts.get("ack", [])),
         per="reading",
     )
-    ctx.emit(NAME, "drain_agent_batch%d" % TUNED_BATCH, ratio_to_raw=median(tuned))
-    ctx.target("1 drain: agent / raw ingest", f"{median(r_raw):.0%}", ">= 80%", median(r_raw) >= 0.8)
+    ctx.emit(NAME, f"drain_agent_batch{TUNED_BATCH}", ratio_to_raw=median(tuned))
+    ctx.target(
+        "1 drain: agent / raw ingest", f"{median(r_raw):.0%}", ">= 80%", median(r_raw) >= 0.8
+    )
     ctx.target("1 drain: agent / WriteApi", f"{median(r_peer):.2f}x", "> 1x", median(r_peer) > 1.0)

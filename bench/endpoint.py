@@ -23,8 +23,12 @@ def requests_for(w) -> tuple[list, list]:
     from iot_center.registry import DEVICE_FLUX
 
     server = [
-        ["GET", f"/api/env/{dev}", {"Authorization": f"Token {tok}", "Accept": "application/json"},
-         None]
+        [
+            "GET",
+            f"/api/env/{dev}",
+            {"Authorization": f"Token {tok}", "Accept": "application/json"},
+            None,
+        ]
         for dev, tok in w.devices
     ]
     bodies = flux_bodies(
@@ -34,8 +38,9 @@ def requests_for(w) -> tuple[list, list]:
     return server, direct
 
 
-def measure(ctx: Ctx, w, server: list, direct: list, conc: int, duration: float,
-            rounds: int) -> dict[str, dict[str, float]]:
+def measure(
+    ctx: Ctx, w, server: list, direct: list, conc: int, duration: float, rounds: int
+) -> dict[str, dict[str, float]]:
     runs: dict[str, list[dict]] = {"server": [], "influx": []}
     for r in range(rounds):
         log(f"endpoint: {conc} clients, round {r + 1}/{rounds}")
@@ -64,10 +69,26 @@ def run(ctx: Ctx) -> None:
     for conc in CONCURRENCY:
         res = measure(ctx, w, server, direct, conc, duration, rounds)
         s, i = res["server"], res["influx"]
-        ctx.emit(NAME, f"env_server_c{conc}", devices=n, rps=s["rps"], p50_ms=s["p50"],
-                 p90_ms=s["p90"], p99_ms=s["p99"], failed=s["failed"])
-        ctx.emit(NAME, f"env_influx_c{conc}", devices=n, rps=i["rps"], p50_ms=i["p50"],
-                 p90_ms=i["p90"], p99_ms=i["p99"], failed=i["failed"])
+        ctx.emit(
+            NAME,
+            f"env_server_c{conc}",
+            devices=n,
+            rps=s["rps"],
+            p50_ms=s["p50"],
+            p90_ms=s["p90"],
+            p99_ms=s["p99"],
+            failed=s["failed"],
+        )
+        ctx.emit(
+            NAME,
+            f"env_influx_c{conc}",
+            devices=n,
+            rps=i["rps"],
+            p50_ms=i["p50"],
+            p90_ms=i["p90"],
+            p99_ms=i["p99"],
+            failed=i["failed"],
+        )
         ctx.emit(
             NAME,
             f"env_ratio_c{conc}",

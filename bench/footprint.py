@@ -39,8 +39,9 @@ NAME = "footprint"
 
 
 def baseline_hwm_kb(ctx: Ctx) -> int:
-    proc = subprocess.Popen([PY, "-m", "bench.agent_proc", "baseline"], cwd=REPO,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [PY, "-m", "bench.agent_proc", "baseline"], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout is not None
         proc.stdout.readline()
@@ -97,7 +98,9 @@ def run_agent(ctx: Ctx, rate: float, window: float) -> dict[str, float]:
             if running and readings(state) > 0:
                 break
             if time.monotonic() > deadline:
-                raise RuntimeError(f"agent not running: {(state / 'agent.log').read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"agent not running: {(state / 'agent.log').read_text()[-2000:]}"
+                )
             time.sleep(0.2)
         time.sleep(2.0)  # let start-up settle (first write, first status file)
         pid = proc.pid
@@ -150,12 +153,28 @@ def run(ctx: Ctx) -> None:
             wchar_per_reading=r["wchar_per_reading"],
         )
     one = results[1.0]
-    ctx.target("2 footprint: peak RSS over baseline (1/s)", f"{one['hwm_mb'] - base:.1f} MB",
-               "<= 10 MB", one["hwm_mb"] - base <= 10)
+    ctx.target(
+        "2 footprint: peak RSS over baseline (1/s)",
+        f"{one['hwm_mb'] - base:.1f} MB",
+        "<= 10 MB",
+        one["hwm_mb"] - base <= 10,
+    )
     fifty = results[50.0]
-    ctx.target("2 footprint: peak RSS over baseline (50/s)", f"{fifty['hwm_mb'] - base:.1f} MB",
-               "<= 10 MB", fifty["hwm_mb"] - base <= 10)
-    ctx.target("2 footprint: CPU at 1 reading/s", f"{one['cpu_pct']:.2f} % core", "< 1 %",
-               one["cpu_pct"] < 1)
-    ctx.target("2 footprint: disk written per reading (1/s)",
-               f"{one['disk_bytes_per_reading']:.0f} B", "(report)", None)
+    ctx.target(
+        "2 footprint: peak RSS over baseline (50/s)",
+        f"{fifty['hwm_mb'] - base:.1f} MB",
+        "<= 10 MB",
+        fifty["hwm_mb"] - base <= 10,
+    )
+    ctx.target(
+        "2 footprint: CPU at 1 reading/s",
+        f"{one['cpu_pct']:.2f} % core",
+        "< 1 %",
+        one["cpu_pct"] < 1,
+    )
+    ctx.target(
+        "2 footprint: disk written per reading (1/s)",
+        f"{one['disk_bytes_per_reading']:.0f} B",
+        "(report)",
+        None,
+    )

@@ -46,12 +46,18 @@ def timings(session: requests.Session, method: str, url: str, reps: int, **kw) -
         if i:  # the first is a warm-up
             ttfb.append((t1 - t0) * 1000)
             total.append((t2 - t0) * 1000)
-    return {"ttfb_ms": median(ttfb), "total_ms": median(total),
-            "p90_total_ms": sorted(total)[int(0.9 * (len(total) - 1))], "bytes": size,
-            "status": status}
+    return {
+        "ttfb_ms": median(ttfb),
+        "total_ms": median(total),
+        "p90_total_ms": sorted(total)[int(0.9 * (len(total) - 1))],
+        "bytes": size,
+        "status": status,
+    }
 
 
-def direct(ctx: Ctx, session: requests.Session, queries: list[tuple[str, dict]], reps: int) -> float:
+def direct(
+    ctx: Ctx, session: requests.Session, queries: list[tuple[str, dict]], reps: int
+) -> float:
     """Median total ms of running `queries` one after another against influxd."""
     influx = ctx.influx
     reqs = [flux_request(influx, flux_body(influx, q, p)) for q, p in queries]
@@ -78,12 +84,21 @@ def sign_in(w) -> requests.Session | None:
     s = requests.Session()
     r = s.get(f"{w.url}/login", timeout=30)
     m = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', r.text) or re.search(
-        r'value="([^"]+)"[^>]*name="csrf_token"', r.text)
+        r'value="([^"]+)"[^>]*name="csrf_token"', r.text
+    )
     if r.status_code != 200 or not m:
         return None
-    r = s.post(f"{w.url}/login", data={"csrf_token": m.group(1), "username": w.influx.user,
-                                       "password": w.influx.password, "next": "/devices"},
-               timeout=30, allow_redirects=False)
+    r = s.post(
+        f"{w.url}/login",
+        data={
+            "csrf_token": m.group(1),
+            "username": w.influx.user,
+            "password": w.influx.password,
+            "next": "/devices",
+        },
+        timeout=30,
+        allow_redirects=False,
+    )
     return s if r.status_code in (302, 303) else None
 
 
@@ -100,10 +115,9 @@ def prepare(ctx: Ctx, w, devices: int) -> None:
 
 
 def run(ctx: Ctx) -> None:
+    from agent import contract
     from iot_center.registry import LAST_SEEN_FLUX, LIST_FLUX
     from iot_center.telemetry import AGGREGATE_FLUX, Query
-
-    from agent import contract
 
     w = ctx.world()
     prepare(ctx, w, 1000)
@@ -117,8 +131,14 @@ def run(ctx: Ctx) -> None:
     results["devices_json"] = timings(s, "GET", f"{w.url}/api/devices", reps)
     list_queries = [
         (LIST_FLUX, {"bucket": w.devices_bucket}),
-        (LAST_SEEN_FLUX, {"bucket": w.telemetry, "since": timedelta(days=-30),
-                          "measurement": contract.MEASUREMENT}),
+        (
+            LAST_SEEN_FLUX,
+            {
+                "bucket": w.telemetry,
+                "since": timedelta(days=-30),
+                "measurement": contract.MEASUREMENT,
+            },
+        ),
     ]
     lim["devices_json"] = direct(ctx, s, list_queries, reps)
     list_ms = direct(ctx, s, list_queries[:1], reps)
@@ -137,18 +157,45 @@ def run(ctx: Ctx) -> None:
             s, "GET", f"{w.url}/api/devices/{DASH_DEVICE}/measurements?start={start}", reps
         )
         q = Query.parse(start, None)
-        lim[key] = direct(ctx, s, [(AGGREGATE_FLUX, {
-            "bucket": w.telemetry, "start": -q.span, "measurement": contract.MEASUREMENT,
-            "deviceId": DASH_DEVICE, "window": q.window})], reps)
+        lim[key] = direct(
+            ctx,
+            s,
+            [
+                (
+                    AGGREGATE_FLUX,
+                    {
+                        "bucket": w.telemetry,
+                        "start": -q.span,
+                        "measurement": contract.MEASUREMENT,
+                        "deviceId": DASH_DEVICE,
+                        "window": q.window,
+                    },
+                )
+            ],
+            reps,
+        )
 
     worst = 0.0
     for key, r in results.items():
-        ctx.emit(NAME, f"page_{key}", devices=len(w.devices), status=r["status"],
-                 ttfb_ms=r["ttfb_ms"], total_ms=r["total_ms"], p90_total_ms=r["p90_total_ms"],
-                 bytes=r["bytes"], influx_ms=lim[key], ratio_to_influx=r["total_ms"] / lim[key])
+        ctx.emit(
+            NAME,
+            f"page_{key}",
+            devices=len(w.devices),
+            status=r["status"],
+            ttfb_ms=r["ttfb_ms"],
+            total_ms=r["total_ms"],
+            p90_total_ms=r["p90_total_ms"],
+            bytes=r["bytes"],
+            influx_ms=lim[key],
+            ratio_to_influx=r["total_ms"] / lim[key],
+        )
         if r["status"] == 200:
             worst = max(worst, r["total_ms"])
-        ctx.target(f"5 pages: {key} total (status {r['status']})", f"{r['total_ms']:.0f} ms",
-                   "< 500 ms", r["total_ms"] < 500 and r["status"] == 200)
+        ctx.target(
+            f"5 pages: {key} total (status {r['status']})",
+            f"{r['total_ms']:.0f} ms",
+            "< 500 ms",
+            r["total_ms"] < 500 and r["status"] == 200,
+        )
     if browser is None:
         ctx.emit(NAME, "page_devices_html", available=0)

@@ -25,10 +25,9 @@ NAME = "scaling"
 
 
 def run(ctx: Ctx) -> None:
+    from agent import contract
     from iot_center.registry import LAST_SEEN_FLUX, LIST_FLUX
     from iot_center.telemetry import AGGREGATE_FLUX, Query
-
-    from agent import contract
 
     steps = [10, 100, 1000] + ([10_000] if ctx.full else [])
     reps = ctx.pick(3, 7)
@@ -46,9 +45,21 @@ def run(ctx: Ctx) -> None:
         log(f"scaling: {n} devices: /api/devices and /api/env")
         page = timings(s, "GET", f"{w.url}/api/devices", reps)
         list_ms = direct(ctx, s, [(LIST_FLUX, {"bucket": w.devices_bucket})], reps)
-        seen_ms = direct(ctx, s, [(LAST_SEEN_FLUX, {
-            "bucket": w.telemetry, "since": timedelta(days=-30),
-            "measurement": contract.MEASUREMENT})], reps)
+        seen_ms = direct(
+            ctx,
+            s,
+            [
+                (
+                    LAST_SEEN_FLUX,
+                    {
+                        "bucket": w.telemetry,
+                        "since": timedelta(days=-30),
+                        "measurement": contract.MEASUREMENT,
+                    },
+                )
+            ],
+            reps,
+        )
         server_reqs, direct_reqs = requests_for(w)
         env = load(ctx, w.url, server_reqs, 1, duration)
         env_direct = load(ctx, w.influx.url, direct_reqs, 1, duration)
@@ -65,8 +76,12 @@ def run(ctx: Ctx) -> None:
             env_influx_p50_ms=env_direct["p50"],
         )
         if n == steps[-1]:
-            ctx.target(f"6 scaling: device list at {n} devices", f"{page['total_ms']:.0f} ms",
-                       "< 500 ms", page["total_ms"] < 500)
+            ctx.target(
+                f"6 scaling: device list at {n} devices",
+                f"{page['total_ms']:.0f} ms",
+                "< 500 ms",
+                page["total_ms"] < 500,
+            )
 
     main = ctx.world()
     if not getattr(main, "dash_backfilled", False):
@@ -76,11 +91,30 @@ def run(ctx: Ctx) -> None:
     for start in ("-1d", "-7d", "-30d"):
         log(f"scaling: dashboard data start={start}")
         q = Query.parse(start, None)
-        r = timings(s, "GET", f"{main.url}/api/devices/{DASH_DEVICE}/measurements?start={start}",
-                    reps, headers=main.admin)
-        lim = direct(ctx, s, [(AGGREGATE_FLUX, {
-            "bucket": main.telemetry, "start": -q.span, "measurement": contract.MEASUREMENT,
-            "deviceId": DASH_DEVICE, "window": q.window})], reps)
+        r = timings(
+            s,
+            "GET",
+            f"{main.url}/api/devices/{DASH_DEVICE}/measurements?start={start}",
+            reps,
+            headers=main.admin,
+        )
+        lim = direct(
+            ctx,
+            s,
+            [
+                (
+                    AGGREGATE_FLUX,
+                    {
+                        "bucket": main.telemetry,
+                        "start": -q.span,
+                        "measurement": contract.MEASUREMENT,
+                        "deviceId": DASH_DEVICE,
+                        "window": q.window,
+                    },
+                )
+            ],
+            reps,
+        )
         ctx.emit(
             NAME,
             f"scale_data_{start.lstrip('-')}",
