@@ -265,6 +265,7 @@ def test_empty_dashboard_and_refused_forms(chromium, center: CenterServer, artif
     assert page.locator("#dashboard").get_attribute("data-state") == "empty"
     assert page.locator("#empty-state").is_visible()
     assert page.locator("#device-state").inner_text() == "no data yet"
+    assert "quiet-pi has not sent any measurements yet" in page.locator("#empty-title").inner_text()
     shot(page, artifacts, "dashboard-empty-desktop")
 
     # A form posted without the CSRF token is refused.

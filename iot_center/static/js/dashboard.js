@@ -155,6 +155,8 @@
       if (inFlight !== mine) return;  // a newer request (other range) won
       var total = paintCharts(res[0]);
       paintTiles(res[1]);
+      var title = document.getElementById("empty-title");
+      if (!Object.keys(res[1].fields || {}).length) title.textContent = title.dataset.never;
       document.getElementById("load-error").classList.add("d-none");
       setState(total > 0 ? "ready" : "empty");
       stamp();

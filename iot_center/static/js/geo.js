@@ -47,7 +47,7 @@
         var borders = topojson.mesh(world, world.objects.countries, function (a, b) { return a !== b; });
         L.geoJSON(borders, {
           interactive: false,
-          style: { color: "#94a3b8", weight: 0.7, dashArray: "3 3" },
+          style: { color: "#a8b5c7", weight: 0.7 },
         }).addTo(map).bringToBack();
         L.geoJSON(land, {
           interactive: false,
