@@ -21,6 +21,7 @@ change in the same transactions as the points, so they stay true across restarts
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
@@ -147,10 +148,51 @@ class Buffer:
                     _bump(conn, "dropped", excess)
                 return max(excess, 0)
 
-        dropped = self._run(op)
+        try:
+            dropped = self._run(op)
+        except sqlite3.OperationalError as exc:
+            if not _is_full(exc):
+                raise
+            dropped = self._append_when_full(op, len(lines), exc)
         if dropped:
             log.warning("buffer full (%d points): dropped the %d oldest", self.max_points, dropped)
         return dropped
+
+    def _append_when_full(self, op, n: int, exc: sqlite3.Error) -> int:
+        """The disk is full: drop the oldest points until the newest fit (newest data wins).
+
+        Freed pages are reused by the next insert, and a WAL restart lets the next commits
+        reuse the WAL file's existing space, so this works without any free byte on disk.
+        """
+        with self._lock:
+            log.error(
+                "buffer %s: disk full (%s); dropping the oldest points to store the newest",
+                self.path,
+                exc,
+            )
+            room, dropped = max(n, 16), 0
+            for _ in range(8):
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+                try:
+                    with _transaction(self._conn):
+                        cur = self._conn.execute(
+                            "DELETE FROM points WHERE id IN "
+                            "(SELECT id FROM points ORDER BY id LIMIT ?)",
+                            (room,),
+                        )
+                        _bump(self._conn, "dropped", cur.rowcount)
+                    dropped += cur.rowcount
+                except sqlite3.OperationalError as again:
+                    if not _is_full(again):
+                        raise
+                try:
+                    return dropped + op(self._conn)
+                except sqlite3.OperationalError as again:
+                    if not _is_full(again) or _count(self._conn) == 0:
+                        raise
+                room *= 4
+            raise exc
 
     def peek(self, limit: int) -> list[Entry]:
         """The oldest `limit` points, still stored until acked."""
@@ -228,9 +270,24 @@ class _transaction:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
-            self.conn.execute("COMMIT")
-        else:
-            self.conn.execute("ROLLBACK")
+            try:
+                self.conn.execute("COMMIT")
+                return
+            except sqlite3.Error:
+                self._rollback()  # a failed COMMIT (disk full) leaves the transaction open
+                raise
+        self._rollback()
+
+    def _rollback(self) -> None:
+        if self.conn.in_transaction:
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                log.warning("buffer rollback failed: %s", exc)
+
+
+def _is_full(exc: sqlite3.Error) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) == 13 or "disk is full" in str(exc)
 
 
 def _count(conn: sqlite3.Connection) -> int:

@@ -139,8 +139,10 @@ class Agent:
         """Use a configuration from now on; log what changed (never the token itself)."""
         with self._lock:
             old = self.config
+            old_target = self._target
             self.config = config
             self._target = Target.from_config(config)
+            target_changed = self._target != old_target
             self.center_state.config_source = source
             self.center_state.config_fetched_at = fetched_at
         if old is None:
@@ -174,8 +176,10 @@ class Agent:
             if changes:
                 log.info("device configuration changed: %s", "; ".join(changes))
         self._have_config.set()
-        self.writer.kick()  # a new token or URL may fix a failing write right away
-        self._wake.set()  # a new interval re-plans the next reading
+        if target_changed:
+            self.writer.kick()  # a new token or URL may fix a failing write right away
+        if old is None or old.measurement_interval != config.measurement_interval:
+            self._wake.set()  # a new interval re-plans the next reading
 
     def refresh_once(self) -> float:
         """Fetch the configuration once; return seconds until the next attempt."""
@@ -268,7 +272,11 @@ class Agent:
             uptime_s=time.monotonic() - self._started_mono,
             cpu_temperature=cpu_temperature(),
         )
-        self.buffer.append(health.point(self.device_id, time.time_ns()).encode())
+        try:
+            self.buffer.append(health.point(self.device_id, time.time_ns()).encode())
+        except sqlite3.Error as exc:  # readings matter more; say it once, no traceback
+            log.warning("health point not buffered: %s", exc)
+            return
         self.writer.notify_data()
 
     # --- status -------------------------------------------------------------------------

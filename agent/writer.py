@@ -193,6 +193,7 @@ class Writer:
         self._wake = threading.Event()  # cut a backoff short (button, shutdown, new config)
         self._data = threading.Event()  # new points were buffered
         self._deadline: float | None = None
+        self._server_said_wait = False
         self._thread: threading.Thread | None = None
 
     # --- one HTTP request ---------------------------------------------------------------
@@ -223,8 +224,9 @@ class Writer:
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, Retryable) and exc.retry_after is not None:
-            return exc.retry_after
+        self._server_said_wait = isinstance(exc, Retryable) and exc.retry_after is not None
+        if self._server_said_wait:
+            return exc.retry_after  # type: ignore[union-attr]
         return self._backoff(state)
 
     def _should_stop(self, state: RetryCallState) -> bool:
@@ -233,10 +235,22 @@ class Writer:
         )
 
     def _sleep(self, seconds: float) -> None:
-        if self._deadline is not None:
-            seconds = min(seconds, max(0.0, self._deadline - time.monotonic()))
-        self._wake.wait(seconds)
-        self._wake.clear()
+        """Wait out a backoff. A kick (button, new target) cuts our own backoff short, but a
+        server's Retry-After only yields to a changed target or to shutdown."""
+        end = time.monotonic() + seconds
+        target = self._target()
+        while not self._stop.is_set():
+            left = end - time.monotonic()
+            if self._deadline is not None:
+                left = min(left, self._deadline - time.monotonic())
+            if left <= 0:
+                return
+            woke = self._wake.wait(left)
+            self._wake.clear()
+            if not woke:
+                return
+            if not self._server_said_wait or self._deadline is not None or self._target() != target:
+                return
 
     def _before_sleep(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
@@ -265,6 +279,7 @@ class Writer:
         )
         try:
             for attempt in retrying:
+                self._wake.clear()  # only kicks from now on may cut the next wait
                 with attempt:
                     attempt.retry_state.batch_len = len(lines)  # type: ignore[attr-defined]
                     self.send(lines, self._target())

@@ -149,3 +149,25 @@ def test_read_counters_is_read_only(tmp_path):
         assert depth == 3 and counters["readings"] == 3
     with pytest.raises(sqlite3.OperationalError):
         sqlite3.connect(f"file:{path}?mode=ro", uri=True).execute("DELETE FROM points")
+
+
+def test_full_disk_drops_oldest_to_keep_the_newest(tmp_path, caplog):
+    """SQLite's max_page_count gives the same SQLITE_FULL a full file system does."""
+    with Buffer(tmp_path / "b.sqlite") as buf:
+        buf.append(lines(10))
+        pages = buf._conn.execute("PRAGMA page_count").fetchone()[0]
+        buf._conn.execute(f"PRAGMA max_page_count = {pages + 4}")
+        big = "x" * 3000
+        n = 0
+        with caplog.at_level(logging.ERROR):
+            for i in range(60):  # far more than fits
+                buf.append(f'm s="{big}" {100 + i}', counter="readings")
+                n += 1
+        assert "disk full" in caplog.text and "database or disk is full" in caplog.text
+        newest = buf.peek(10**6)[-1].line
+        assert newest.endswith(" 159")  # the newest reading is always kept
+        c = buf.counters()
+        assert c["readings"] == 60 and c["dropped"] > 0
+        assert c["appended"] == buf.depth() + c["dropped"]  # every point accounted for
+        buf._conn.execute("PRAGMA max_page_count = 1073741823")
+        buf.append(lines(3, start=500))  # back to normal once space returns

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -166,3 +167,27 @@ def test_backoff_grows_with_jitter_and_is_capped(tmp_path):
     assert all(w_ <= 60.0 for w_ in waits)
     assert max(waits) >= 30.0  # reaches the cap region
     assert len({round(x, 6) for x in waits[8:]}) > 1  # jittered, not a fixed value
+
+
+def test_stale_kick_does_not_cut_retry_after(tmp_path):
+    influx = ScriptedInflux(fail_first=[Retryable("throttled", 429, 0.6)])
+    w, buf = make_writer(tmp_path, influx)
+    buf.append(["m v=1 1"])
+    w.kick()  # e.g. an unchanged configuration applied just before
+    t0 = time.monotonic()
+    threading.Timer(0.2, w.kick).start()  # a kick during the wait, same target
+    w.flush_once()
+    assert time.monotonic() - t0 >= 0.6
+    assert influx.stored == {"m v=1 1"}
+
+
+def test_kick_cuts_own_backoff_short(tmp_path):
+    influx = ScriptedInflux(fail_first=[Retryable("down")])
+    buf = Buffer(tmp_path / "b.sqlite")
+    w = Writer(buf, lambda: Target("http://x/api/v2/write", "t"), retry_initial=20, retry_max=40)
+    w.send = influx  # type: ignore[method-assign]
+    buf.append(["m v=1 1"])
+    threading.Timer(0.3, w.kick).start()  # the button
+    t0 = time.monotonic()
+    w.flush_once()
+    assert time.monotonic() - t0 < 5
