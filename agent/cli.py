@@ -244,6 +244,10 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"iot-agent: settings error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # state dir not writable, and the like: one line, not a traceback
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"iot-agent: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

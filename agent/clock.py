@@ -4,6 +4,7 @@ Until NTP has set it, a Pi's clock starts from the last shutdown (fake-hwclock) 
 and readings stamped with it land at the wrong time: worse than no reading. The kernel knows
 whether a time source has synchronised it (adjtimex reports TIME_ERROR / STA_UNSYNC until
 then; that is what `timedatectl`'s NTPSynchronized shows), so we ask it through ctypes.
+"Unknown" (no way to ask) is treated as synchronised once the year is plausible.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +36,32 @@ class _Timex(ctypes.Structure):
     ]
 
 
+TIMESYNC_FLAG = Path("/run/systemd/timesync/synchronized")
+
+
+def synchronised() -> bool | None:
+    """Ask the kernel; where a sandbox forbids that (systemd's ProtectClock= filters
+    adjtimex), ask systemd-timesyncd's flag file, then timedatectl; None if nobody knows."""
+    answer = kernel_synchronised()
+    if answer is not None:
+        return answer
+    if TIMESYNC_FLAG.exists():
+        return True
+    try:
+        out = subprocess.run(
+            ["timedatectl", "show", "-p", "NTPSynchronized", "--value"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    value = out.stdout.strip().lower()
+    return {"yes": True, "no": False}.get(value) if out.returncode == 0 else None
+
+
 def kernel_synchronised() -> bool | None:
-    """True/False from adjtimex(2); None where that cannot be asked (not Linux)."""
+    """True/False from adjtimex(2); None where that cannot be asked (not Linux, sandbox)."""
     name = ctypes.util.find_library("c")
     if not name:
         return None
@@ -61,7 +88,7 @@ def wait_for_clock(
     pause: Callable[[float], bool],
     *,
     now: Callable[[], float] = time.time,
-    synchronised: Callable[[], bool | None] = kernel_synchronised,
+    synchronised: Callable[[], bool | None] = synchronised,
     poll: float = 5.0,
 ) -> bool:
     """Block until the clock can be trusted; False if `pause` said to stop first.

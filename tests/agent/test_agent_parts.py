@@ -269,3 +269,15 @@ def test_agent_never_imports_server_or_hardware_libraries():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_clock_falls_back_when_adjtimex_is_forbidden(monkeypatch, tmp_path):
+    """Under systemd's ProtectClock= adjtimex fails: timesyncd's flag file answers instead."""
+    monkeypatch.setattr(clock, "kernel_synchronised", lambda: None)
+    flag = tmp_path / "synchronized"
+    monkeypatch.setattr(clock, "TIMESYNC_FLAG", flag)
+    flag.touch()
+    assert clock.synchronised() is True
+    flag.unlink()
+    monkeypatch.setenv("PATH", str(tmp_path))  # no timedatectl either: nobody knows
+    assert clock.synchronised() is None
