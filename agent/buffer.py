@@ -11,8 +11,9 @@ deleted only when InfluxDB has acknowledged it (`ack`). What survives what:
   readings of one `sync_interval` (the loop calls `sync()` that often; a checkpoint fsyncs the
   WAL). The database itself stays consistent either way.
 
-When full, the oldest points go first and are counted as dropped. A file SQLite cannot read is
-moved aside (`<name>.corrupt-<time>`) and a fresh buffer started: the agent never refuses to
+When full (the bound, or the disk: a small reserve file is given up first so the buffer can
+still checkpoint), the oldest points go first and are counted as dropped. A file SQLite cannot
+read is moved aside (`<name>.corrupt-<time>`) and a fresh buffer started: the agent never refuses to
 start because of its buffer.
 
 Lifetime counters (`readings`, `written`, `dropped`, `rejected`) live in the same database and
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -53,7 +55,13 @@ class Entry:
 class Buffer:
     """Thread-safe: the reading loop appends while the writer thread peeks and acks."""
 
-    def __init__(self, path: Path, max_points: int = 500_000, sync: str = "normal") -> None:
+    def __init__(
+        self,
+        path: Path,
+        max_points: int = 500_000,
+        sync: str = "normal",
+        reserve_bytes: int = 256 * 1024,
+    ) -> None:
         if sync not in ("normal", "full"):
             raise ValueError("sync must be 'normal' or 'full'")
         self.path = Path(path)
@@ -62,11 +70,14 @@ class Buffer:
         self.moved_aside: Path | None = None
         self._lock = threading.RLock()
         self._closed = False
+        self._disk_full = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.reserve_bytes = reserve_bytes
         try:
             self._conn = self._open()
         except sqlite3.DatabaseError as exc:
             self._conn = self._start_fresh(exc)
+        self._ensure_reserve()
 
     # --- opening and recovery -----------------------------------------------------------
 
@@ -76,6 +87,7 @@ class Buffer:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self.sync_mode.upper()}")
             conn.execute("PRAGMA wal_autocheckpoint=1000")
+            conn.execute(f"PRAGMA journal_size_limit={4 * 1024 * 1024}")  # WAL shrinks back
             result = conn.execute("PRAGMA quick_check").fetchone()
             if result is None or result[0] != "ok":
                 raise sqlite3.DatabaseError(f"quick_check: {result[0] if result else 'nothing'}")
@@ -130,69 +142,70 @@ class Buffer:
         if not lines:
             return 0
 
+        def insert(conn: sqlite3.Connection) -> int:
+            """Insert and enforce the bound (inside the caller's transaction)."""
+            conn.executemany("INSERT INTO points(line) VALUES (?)", [(x,) for x in lines])
+            _bump(conn, "appended", len(lines))
+            if counter:
+                _bump(conn, counter, len(lines))
+            excess = _upper_bound(conn) - self.max_points
+            if excess > 0:  # the cheap bound says maybe: count exactly
+                excess = _count(conn) - self.max_points
+            if excess > 0:
+                _drop_oldest(conn, excess)
+            return max(excess, 0)
+
         def op(conn: sqlite3.Connection) -> int:
             with _transaction(conn):
-                conn.executemany("INSERT INTO points(line) VALUES (?)", [(x,) for x in lines])
-                _bump(conn, "appended", len(lines))
-                if counter:
-                    _bump(conn, counter, len(lines))
-                excess = _upper_bound(conn) - self.max_points
-                if excess > 0:  # the cheap bound says maybe: count exactly
-                    excess = _count(conn) - self.max_points
-                if excess > 0:
-                    conn.execute(
-                        "DELETE FROM points WHERE id IN "
-                        "(SELECT id FROM points ORDER BY id LIMIT ?)",
-                        (excess,),
-                    )
-                    _bump(conn, "dropped", excess)
-                return max(excess, 0)
+                return insert(conn)
 
+        if self._disk_full:  # stay in the space-neutral mode until sync() sees room again
+            return self._append_when_full(insert, len(lines), None)
         try:
             dropped = self._run(op)
         except sqlite3.OperationalError as exc:
             if not _is_full(exc):
                 raise
-            dropped = self._append_when_full(op, len(lines), exc)
+            return self._append_when_full(insert, len(lines), exc)
         if dropped:
             log.warning("buffer full (%d points): dropped the %d oldest", self.max_points, dropped)
         return dropped
 
-    def _append_when_full(self, op, n: int, exc: sqlite3.Error) -> int:
-        """The disk is full: drop the oldest points until the newest fit (newest data wins).
+    def _append_when_full(self, insert, n: int, exc: sqlite3.Error | None) -> int:
+        """The disk is full: drop the oldest points so the newest fit (newest data wins).
 
-        Freed pages are reused by the next insert, and a WAL restart lets the next commits
-        reuse the WAL file's existing space, so this works without any free byte on disk.
+        Each append deletes old points and inserts the new ones in one transaction, then a
+        checkpoint truncates the WAL: the pages the delete freed take the new rows, the WAL's
+        space goes back to the file system, and the buffer stops growing. The reserve file,
+        given up first, pays for the first checkpoint.
         """
         with self._lock:
-            log.error(
-                "buffer %s: disk full (%s); dropping the oldest points to store the newest",
-                self.path,
-                exc,
-            )
-            room, dropped = max(n, 16), 0
+            if self._closed:
+                raise BufferClosed(f"buffer {self.path} is closed")
+            if not self._disk_full:
+                log.error(
+                    "buffer %s: disk full (%s); from now on the oldest points make room for "
+                    "the newest",
+                    self.path,
+                    exc,
+                )
+                self._disk_full = True
+                self._release_reserve()
+            room = n  # as many out as in; more only if that does not free a page
             for _ in range(8):
-                with contextlib.suppress(sqlite3.Error):
-                    self._conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+                self._truncate_wal()
                 try:
                     with _transaction(self._conn):
-                        cur = self._conn.execute(
-                            "DELETE FROM points WHERE id IN "
-                            "(SELECT id FROM points ORDER BY id LIMIT ?)",
-                            (room,),
-                        )
-                        _bump(self._conn, "dropped", cur.rowcount)
-                    dropped += cur.rowcount
-                except sqlite3.OperationalError as again:
-                    if not _is_full(again):
-                        raise
-                try:
-                    return dropped + op(self._conn)
+                        dropped = _drop_oldest(self._conn, room)
+                        dropped += insert(self._conn)
                 except sqlite3.OperationalError as again:
                     if not _is_full(again) or _count(self._conn) == 0:
                         raise
-                room *= 4
-            raise exc
+                    room *= 4
+                    continue
+                self._truncate_wal()
+                return dropped
+            raise exc or sqlite3.OperationalError("database or disk is full")
 
     def peek(self, limit: int) -> list[Entry]:
         """The oldest `limit` points, still stored until acked."""
@@ -240,6 +253,51 @@ class Buffer:
     def sync(self) -> None:
         """Make everything committed so far survive a power cut (a WAL checkpoint fsyncs)."""
         self._run(lambda c: c.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone())
+        self._ensure_reserve()
+        if self._disk_full and self._free_bytes() >= 2 * max(self.reserve_bytes, 65536):
+            self._disk_full = False
+            log.warning("buffer %s: the disk has room again", self.path)
+
+    def _free_bytes(self) -> int:
+        try:
+            st = os.statvfs(self.path.parent)
+        except OSError:
+            return 0
+        return st.f_bavail * st.f_frsize
+
+    def _truncate_wal(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+
+    @property
+    def reserve_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".reserve")
+
+    def _ensure_reserve(self) -> None:
+        """Hold some disk space back, to give up when the disk is full (only when there is
+        plenty free: the reserve must never be what fills the disk)."""
+        if not self.reserve_bytes or self.reserve_path.exists():
+            return
+        if self._free_bytes() < 2 * self.reserve_bytes:
+            return
+        try:
+            fd = os.open(self.reserve_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.write(fd, b"\0" * self.reserve_bytes)  # real blocks, not a sparse file
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            log.debug("buffer: no disk reserve (%s)", exc)
+            with contextlib.suppress(OSError):
+                self.reserve_path.unlink()
+
+    def _release_reserve(self) -> bool:
+        try:
+            self.reserve_path.unlink()
+        except OSError:
+            return False
+        return True
 
     def close(self) -> None:
         with self._lock:
@@ -292,6 +350,14 @@ def _is_full(exc: sqlite3.Error) -> bool:
 
 def _count(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT count(*) FROM points").fetchone()[0])
+
+
+def _drop_oldest(conn: sqlite3.Connection, n: int) -> int:
+    cur = conn.execute(
+        "DELETE FROM points WHERE id IN (SELECT id FROM points ORDER BY id LIMIT ?)", (n,)
+    )
+    _bump(conn, "dropped", cur.rowcount)
+    return cur.rowcount
 
 
 def _upper_bound(conn: sqlite3.Connection) -> int:

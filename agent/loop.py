@@ -116,6 +116,7 @@ class Agent:
         self._watchdog = systemd.watchdog_interval()
         self._last_ping = 0.0
         self._config_thread: threading.Thread | None = None
+        self._guard_errors: dict[str, str] = {}
 
     # --- configuration ------------------------------------------------------------------
 
@@ -454,10 +455,20 @@ class Agent:
             self._wake.clear()
 
     def _guard(self, fn) -> None:
+        """Housekeeping must not stop the readings. Expected trouble (disk full, permissions)
+        gets one log line per distinct message; anything else is a bug and gets a traceback."""
+        name = getattr(fn, "__name__", str(fn))
         try:
             fn()
+        except (OSError, sqlite3.Error) as exc:
+            message = f"{name}: {exc}"
+            if self._guard_errors.get(name) != message:
+                log.error("%s failed: %s", name, exc)
+            self._guard_errors[name] = message
         except Exception:
-            log.exception("%s failed", getattr(fn, "__name__", fn))
+            log.exception("%s failed", name)
+        else:
+            self._guard_errors.pop(name, None)
 
     def shutdown(self) -> int:
         self._stop.set()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -35,7 +36,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from agent.buffer import Buffer, Entry
+from agent.buffer import Buffer, BufferClosed, Entry
 from agent.contract import DeviceConfig
 
 log = logging.getLogger(__name__)
@@ -260,7 +261,7 @@ class Writer:
         self.stats.failing = True
         wait = state.next_action.sleep if state.next_action else 0.0
         log.warning(
-            "write of %d points failed (attempt %d): %s; retrying in %.1f s",
+            "write of %d point(s) failed (attempt %d): %s; retrying in %.1f s",
             getattr(state, "batch_len", 0),
             state.attempt_number,
             exc,
@@ -326,8 +327,12 @@ class Writer:
                 break
             try:
                 sent = self.flush_once()
-            except Stopped:
+            except (Stopped, BufferClosed):
                 break
+            except sqlite3.OperationalError as exc:  # disk full while acking: sent again later
+                log.error("buffer: %s; retrying in 5 s (points already sent will overwrite)", exc)
+                self._stop.wait(5)
+                continue
             except Exception:  # a bug must not kill the thread that keeps data flowing
                 log.exception("writer failed unexpectedly; retrying in 5 s")
                 self._stop.wait(5)
