@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 DEVICE_ID_MAX = 64
 DEVICE_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
-DEVICE_ID_RULE = "1 to 64 characters from letters, digits, '-', '_' and '.'"
+DEVICE_ID_RULE = "1 to 64 characters from letters, digits, '-', '_' and '.' (not '.' or '..' alone)"
 
 
 class InvalidDeviceId(ValueError):
@@ -34,6 +34,12 @@ def validate_device_id(value: object) -> str:
         bad = sorted({c for c in value if not re.fullmatch(r"[A-Za-z0-9._-]", c)})
         shown = ", ".join(repr(c) for c in bad[:5])
         raise InvalidDeviceId(f"device id contains {shown}; use {DEVICE_ID_RULE}")
+    if value in (".", ".."):
+        # As a URL path segment these are dot segments that clients and proxies normalise
+        # away, so /api/env/.. could never reach the device.
+        raise InvalidDeviceId(
+            f"device id {value!r} is not addressable in a URL; use {DEVICE_ID_RULE}"
+        )
     return value
 
 
