@@ -2,9 +2,9 @@
 
 1. a local InfluxDB 2 (data kept in .demo/influxdb between runs),
 2. `iot-center setup`, then the IoT Center server under gunicorn,
-3. a week of history for a second virtual device (`iot-center simulate`), so charts have shape,
-4. a virtual Raspberry Pi: `iot-provision` against a temporary root instead of /etc (boot
+3. a virtual Raspberry Pi: `iot-provision` against a temporary root instead of /etc (boot
    config with the enrollment token -> registration -> agent.ini + credential),
+4. a week of its history (`iot-center simulate`, through its own token), so charts have shape,
 5. the agent (`iot-agent run`) on the virtual sensor,
 
 then prints where to look. Ctrl-C (or SIGTERM) stops everything in reverse order.
@@ -28,7 +28,6 @@ import requests
 from iot_center.local_influxdb import REPO_ROOT, LocalInfluxDB, free_port
 
 DEMO_DEVICE = "demo-pi"
-HISTORY_DEVICE = "demo-history"
 
 
 def say(msg: str) -> None:
@@ -145,28 +144,13 @@ class Demo:
             time.sleep(0.2)
         raise SystemExit(f"IoT Center did not answer; see {self.dir / 'iot-center.log'}")
 
-    def backfill_history(self, cfg: Path) -> None:
+    def backfill_history(self, cfg: Path, device_id: str) -> None:
+        """Give the device a past (same generator as its virtual sensor, so curves join up)."""
         if not self.history:
             return
-        say(f"writing {self.history} of history for virtual device {HISTORY_DEVICE}")
-        subprocess.run(
-            [
-                str(self.bin / "iot-center"),
-                "--config",
-                str(cfg),
-                "simulate",
-                HISTORY_DEVICE,
-                "--backfill",
-                self.history,
-                "--interval",
-                "1m",
-                "--lat",
-                "50.08",
-                "--lon",
-                "14.43",
-            ],
-            check=True,
-        )
+        say(f"writing {self.history} of history for {device_id} (iot-center simulate)")
+        cmd = [str(self.bin / "iot-center"), "--config", str(cfg), "simulate", device_id]
+        subprocess.run([*cmd, "--backfill", self.history, "--interval", "1m"], check=True)
 
     def provision_device(self, center_url: str) -> Path:
         root = self.dir / "pi-root"
@@ -232,15 +216,16 @@ class Demo:
         cfg = self.write_server_config(influx)
         self.run_setup(cfg)
         url = self.start_server(cfg)
-        self.backfill_history(cfg)
         agent_ini = self.provision_device(url)
+        self.backfill_history(cfg, DEMO_DEVICE)
         self.start_agent(agent_ini)
         print(
             f"""
 ==========================================================================
  IoT Center demo is running
    Dashboard : {url}/            (sign in: user {influx.user}, password {influx.password})
-   Devices   : {url}/devices      live device: {DEMO_DEVICE}, history: {HISTORY_DEVICE}
+   Devices   : {url}/devices      (the virtual Pi is {DEMO_DEVICE})
+   Its charts: {url}/devices/{DEMO_DEVICE}
    Device API: {url}/api/env/{DEMO_DEVICE}   (Authorization: Token <device token>)
    InfluxDB  : {influx.url}   (org {influx.org}; API only, this build has no UI)
    Logs      : {self.dir}/iot-center.log, {self.dir}/agent.log
