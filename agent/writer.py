@@ -338,6 +338,12 @@ class Writer:
                 self._stop.wait(5)
                 continue
             if sent:
+                if sent < self.batch_size and self._deadline is None and self.flush_interval:
+                    # Caught up: let the next readings gather for flush_interval, so a fast
+                    # sensor costs one request per interval, not one per reading. A kick
+                    # (button, shutdown) ends the pause.
+                    self._wake.wait(self.flush_interval)
+                    self._wake.clear()
                 continue
             if self._deadline is not None:
                 break  # shutting down and nothing left

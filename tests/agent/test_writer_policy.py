@@ -191,3 +191,17 @@ def test_kick_cuts_own_backoff_short(tmp_path):
     t0 = time.monotonic()
     w.flush_once()
     assert time.monotonic() - t0 < 5
+
+
+def test_caught_up_writer_batches_readings_per_flush_interval(tmp_path):
+    influx = ScriptedInflux()
+    w, buf = make_writer(tmp_path, influx, flush_interval=0.5)
+    w.start()
+    for i in range(20):  # 40 readings/s
+        buf.append(f"m v={i} {i}")
+        w.notify_data()
+        time.sleep(0.025)
+    time.sleep(0.6)
+    assert w.finish(2)
+    assert len(influx.stored) == 20
+    assert len(influx.calls) <= 4, influx.calls  # ~1 request per 0.5 s, not 20
