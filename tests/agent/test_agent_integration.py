@@ -211,6 +211,27 @@ def test_agent_sigkill_and_restart_loses_nothing(
     assert assert_exactly_once(agent) >= 11
 
 
+def test_health_points_reach_influxdb(center: CenterServer, agents, tmp_path: Path) -> None:
+    agent = new_agent(agents, center, tmp_path, "pi-health")
+    text = agent.ini.read_text()
+    agent.ini.write_text(text.replace("health_interval = 0", "health_interval = 1"))
+    agent.start()
+    agent.wait_written(8)
+    assert agent.stop() == 0
+    rows = flux_rows(
+        center.influx,
+        """from(bucket: p_bucket) |> range(start: 0)
+  |> filter(fn: (r) => r._measurement == "agent" and r.clientId == p_id)
+  |> last()""",
+        {"p_bucket": center.buckets.telemetry, "p_id": agent.device_id},
+    )
+    fields = {r["_field"]: r["_value"] for r in rows}
+    for name in ("buffer_depth", "readings", "written", "dropped", "write_errors", "uptime_s"):
+        assert name in fields, fields
+    assert fields["readings"] >= 1 and fields["dropped"] == 0
+    assert_exactly_once(agent)  # health points do not disturb the reading count
+
+
 def test_center_down_at_start_runs_from_saved_configuration(
     center: CenterServer, agents, tmp_path: Path
 ) -> None:
