@@ -434,7 +434,7 @@ class Agent:
                 interval = self.measurement_interval
                 log.info("measurement interval is now %d s", interval)
             if now >= next_read:
-                self.read_once()
+                self._guard(self.read_once)
                 next_read += interval
                 if next_read <= now:  # fell behind (suspend, slow disk): do not burst
                     next_read = now + interval
@@ -444,7 +444,7 @@ class Agent:
             if now >= next_status:
                 self._guard(self.write_status)
                 next_status = now + s.status_interval
-            if s.buffer_sync == "normal" and now >= next_sync:
+            if now >= next_sync:  # "full" mode needs no fsync, but this bounds the WAL too
                 self._guard(self.buffer.sync)
                 next_sync = now + s.sync_interval
             self._ping()
