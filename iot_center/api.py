@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -214,6 +215,13 @@ def measurements(device_id: str):
 @require(Role.ADMIN)
 def last_measurement(device_id: str):
     return jsonify(services().telemetry.last(checked_id(device_id)))
+
+
+@bp.get("/openapi.yaml")
+def openapi_description():
+    """The OpenAPI description of this API (public, like any API reference)."""
+    text = (Path(__file__).with_name("openapi.yaml")).read_text(encoding="utf-8")
+    return Response(text, mimetype="application/yaml")
 
 
 @bp.get("/routes")

@@ -176,7 +176,7 @@ _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def expect_range_ok(start: str | None, window: str | None) -> bool:
-    """An independent statement of the documented rule (docs/API.md, docs/openapi.yaml)."""
+    """An independent statement of the documented rule (docs/API.md, iot_center/openapi.yaml)."""
     start = start or "-1h"  # an empty parameter means the default
     if not start.startswith("-"):
         return False

@@ -1,4 +1,4 @@
-"""Schemathesis fuzzes the live JSON API from docs/openapi.yaml: no 5xx, answers as described."""
+"""Schemathesis fuzzes the live JSON API from iot_center/openapi.yaml: no 5xx, answers as described."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from tests.reliability.helpers import REPO, SOAK, influx_snapshot, report
 
 pytestmark = pytest.mark.integration
 
-SPEC = REPO / "docs" / "openapi.yaml"
+SPEC = REPO / "iot_center" / "openapi.yaml"
 
 
 def schemathesis(center: CenterServer, token: str | None, checks: str, tmp_path: Path,

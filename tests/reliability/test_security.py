@@ -16,7 +16,8 @@ from tests.reliability.helpers import report
 
 pytestmark = pytest.mark.integration
 
-PUBLIC = {"static", "pages.login", "pages.vendor", "health"}
+# Public on purpose: the login page and its assets, the health check, the API description.
+PUBLIC = {"static", "pages.login", "pages.vendor", "health", "api.openapi_description"}
 
 
 def tok(token: str) -> dict[str, str]:

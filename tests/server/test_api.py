@@ -413,3 +413,11 @@ def test_routes_and_health(center: CenterServer) -> None:
     assert routes.status_code == 200
     assert "buckets" in routes.json()["routes"]
     assert requests.get(f"{center.url}/api/routes", timeout=10).status_code == 401
+
+
+def test_openapi_description_is_served(center: CenterServer) -> None:
+    r = requests.get(f"{center.url}/api/openapi.yaml", timeout=10)
+    assert r.status_code == 200
+    spec = yaml.safe_load(r.text)
+    assert spec["openapi"].startswith("3.")
+    assert "/api/env/{deviceId}" in spec["paths"] or any("/env/" in p for p in spec["paths"])
