@@ -4,6 +4,7 @@ server process on a real port. Nothing here fakes InfluxDB or HTTP peers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -54,14 +55,12 @@ def buckets(influx: LocalInfluxDB) -> Iterator[Buckets]:
     b = Buckets(tel, dev, influx.create_bucket(tel, 30 * 86400), influx.create_bucket(dev, 0))
     yield b
     for bucket_id in (b.telemetry_id, b.devices_id):
-        try:
+        with contextlib.suppress(requests.RequestException):  # influxd may be stopped
             requests.delete(
                 f"{influx.url}/api/v2/buckets/{bucket_id}",
                 headers={"Authorization": f"Token {influx.token}"},
                 timeout=10,
             )
-        except requests.RequestException:
-            pass  # influxd may have been stopped by the test
 
 
 @dataclass

@@ -67,7 +67,8 @@ def test_demo_runs_the_whole_system_and_stops_cleanly(
             while time.monotonic() < deadline and len(live(found)) < 3:
                 tables = client.query_api().query(
                     'from(bucket: "iot_center") |> range(start: -2h) '
-                    '|> filter(fn: (r) => r._measurement == "environment" and r.clientId == "demo-pi" '
+                    '|> filter(fn: (r) => r._measurement == "environment" '
+                    'and r.clientId == "demo-pi" '
                     'and r._field == "Temperature")'
                 )
                 found = [r for t in tables for r in t.records]

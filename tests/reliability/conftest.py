@@ -42,7 +42,7 @@ def new_agent(
     return a
 
 
-def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001
+def pytest_terminal_summary(terminalreporter) -> None:
     if REPORT_LINES:
         terminalreporter.section("reliability figures")
         for line in REPORT_LINES:

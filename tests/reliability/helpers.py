@@ -7,6 +7,7 @@ real `influxd` and passes its real answer back.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -332,20 +333,14 @@ class FaultProxy:
             def finish(self) -> None:
                 with proxy._lock:
                     proxy._conns.discard(self.connection)
-                try:
+                with contextlib.suppress(OSError):
                     super().finish()
-                except OSError:
-                    pass
 
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 action = proxy._next_action()
-                if (
-                    action == "pass"
-                    and proxy.max_body is not None
-                    and len(body) > proxy.max_body
-                ):
+                if action == "pass" and proxy.max_body is not None and len(body) > proxy.max_body:
                     action = "too_large"
                 proxy.log.append((time.monotonic(), action, len(body)))
                 if action == "too_large":
@@ -396,8 +391,12 @@ class FaultProxy:
                     return
                 self.send_response(resp.status_code)
                 for k, v in resp.headers.items():
-                    if k.lower() not in ("content-length", "transfer-encoding", "connection",
-                                         "content-encoding"):
+                    if k.lower() not in (
+                        "content-length",
+                        "transfer-encoding",
+                        "connection",
+                        "content-encoding",
+                    ):
                         self.send_header(k, v)
                 self.send_header("Content-Length", str(len(resp.content)))
                 self.end_headers()
@@ -421,10 +420,8 @@ class FaultProxy:
         with self._lock:
             conns = list(self._conns)
         for c in conns:
-            try:
+            with contextlib.suppress(OSError):
                 c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def _next_action(self) -> str:
         with self._lock:
@@ -437,8 +434,9 @@ class FaultProxy:
                 return self.mode
             return "pass"
 
-    def inject(self, mode: str, count: int = 1, status: int = 503,
-               headers: dict[str, str] | None = None) -> None:
+    def inject(
+        self, mode: str, count: int = 1, status: int = 503, headers: dict[str, str] | None = None
+    ) -> None:
         with self._lock:
             self.mode, self.count, self.status = mode, count, status
             self.headers = headers or {}

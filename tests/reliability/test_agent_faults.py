@@ -9,6 +9,7 @@ IOT_SOAK=1 runs the long versions; IOT_FAULT_SEED=<n> replays a run's random cho
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import threading
@@ -34,8 +35,15 @@ from tests.reliability.helpers import (
 pytestmark = pytest.mark.integration
 
 
-def finish(agent: AgentProcess, center: CenterServer, fault: str, injected: int,
-           exact: bool = True, tracebacks_ok: bool = False, **more: object) -> dict[str, int]:
+def finish(
+    agent: AgentProcess,
+    center: CenterServer,
+    fault: str,
+    injected: int,
+    exact: bool = True,
+    tracebacks_ok: bool = False,
+    **more: object,
+) -> dict[str, int]:
     """Stop the agent (it drains), then compare its acknowledged readings with InfluxDB.
 
     `exact=False`: the counter is not the reference (power cut) or drops were deliberate
@@ -129,10 +137,12 @@ def test_influxd_sigkill_and_restart_while_agent_writes_and_server_serves(
             time.sleep(r.uniform(1.0, 4.0))
             center.influx.launch()
             wait_until(
-                lambda: requests.get(
-                    f"{center.url}/api/devices", headers=center.admin(), timeout=15
-                ).status_code
-                == 200,
+                lambda: (
+                    requests.get(
+                        f"{center.url}/api/devices", headers=center.admin(), timeout=15
+                    ).status_code
+                    == 200
+                ),
                 30,
                 "the server to recover by itself",
             )
@@ -143,16 +153,21 @@ def test_influxd_sigkill_and_restart_while_agent_writes_and_server_serves(
     assert set(statuses) <= {200, 503}, statuses
     assert statuses.get(503, 0) > 0 and statuses.get(200, 0) > 0, statuses
     finish(
-        agent, center, "influxd SIGKILL+restart", rounds,
-        server_200=statuses.get(200, 0), server_503=statuses.get(503, 0),
+        agent,
+        center,
+        "influxd SIGKILL+restart",
+        rounds,
+        server_200=statuses.get(200, 0),
+        server_503=statuses.get(503, 0),
     )
 
 
 # --- InfluxDB answering errors ------------------------------------------------------------
 
 
-def _phase(proxy: FaultProxy, status: int, n: int, headers: dict[str, str] | None = None
-           ) -> list[float]:
+def _phase(
+    proxy: FaultProxy, status: int, n: int, headers: dict[str, str] | None = None
+) -> list[float]:
     """Answer the next `n` writes with `status`; return when each of them arrived."""
     start = len(proxy.log)
     proxy.inject("status", n, status, headers)
@@ -161,7 +176,7 @@ def _phase(proxy: FaultProxy, status: int, n: int, headers: dict[str, str] | Non
 
 
 def _gaps(times: list[float]) -> list[float]:
-    return [round(b - a, 3) for a, b in zip(times, times[1:], strict=False)]
+    return [round(b - a, 3) for a, b in itertools.pairwise(times)]
 
 
 def test_influxdb_429_500_503_413_lose_nothing(
@@ -174,6 +189,7 @@ def test_influxdb_429_500_503_413_lose_nothing(
     wait_until(lambda: proxy.forwarded > 0, 20, "a first write through the proxy")
     injected = 0
     gaps: dict[str, list[float]] = {}
+
     def http_date(seconds: float) -> str:  # the other form of Retry-After (RFC 9110)
         return time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + seconds))
 
@@ -252,7 +268,10 @@ def test_network_cut_and_restored_repeatedly(
                 wait_until(lambda: influx_proxy.pending() == 0, 60, f"{kind} x{n}")
         assert agent.alive()
         finish(
-            agent, center, "network cut", cuts,
+            agent,
+            center,
+            "network cut",
+            cuts,
             **{f"{k}": v for k, v in kinds.items()},
             requests_sabotaged=influx_proxy.injected,
         )
@@ -293,14 +312,17 @@ def test_power_cut_between_write_and_sync_loses_at_most_one_sync_interval(
     # A power cut may also take back the counter of a reading that had already been
     # delivered (its ack and its count were in the lost WAL tail), so the counter is not the
     # reference here: the timestamps buffered before each cut are.
-    finish_counts = finish(agent, center, "power cut (WAL truncated), counters", rounds,
-                           exact=False)
+    finish_counts = finish(
+        agent, center, "power cut (WAL truncated), counters", rounds, exact=False
+    )
     stored = set(influx_times(center, agent.device_id))
     lost_total = len(before - stored)
     per_round_bound = int(sync_interval) + 2  # readings of one sync interval, plus slack
     report(
-        "power cut (WAL truncated) vs pre-cut buffer", injected=rounds,
-        buffered_before_cuts=len(before), lost=lost_total,
+        "power cut (WAL truncated) vs pre-cut buffer",
+        injected=rounds,
+        buffered_before_cuts=len(before),
+        lost=lost_total,
         bound=rounds * per_round_bound,
     )
     assert lost_total <= rounds * per_round_bound
@@ -342,8 +364,11 @@ def test_truncated_buffer_file_is_moved_aside_and_agent_starts(
         agent.start()
         agent.wait_readings(1, 30)  # it starts and measures whatever the file looked like
         assert agent.alive()
-        aside = [p for p in db.parent.glob(db.name + ".corrupt-*")
-                 if not p.name.endswith(("-wal", "-shm"))]
+        aside = [
+            p
+            for p in db.parent.glob(db.name + ".corrupt-*")
+            if not p.name.endswith(("-wal", "-shm"))
+        ]
         if len(aside) > moved:
             moved = len(aside)
             wait_until(lambda: "moved it aside" in agent.log(), 10, "the log line")
@@ -353,7 +378,9 @@ def test_truncated_buffer_file_is_moved_aside_and_agent_starts(
             time.sleep(1.1)  # the aside name has a one-second stamp
     log = agent.log()
     report(
-        "power cut (buffer file truncated)", injected=rounds, moved_aside=moved,
+        "power cut (buffer file truncated)",
+        injected=rounds,
+        moved_aside=moved,
         log_lines=log.count("moved it aside"),
     )
     assert log.count("moved it aside") == moved
@@ -395,7 +422,11 @@ def fill(path: Path) -> None:
 
 def disk_full_run(center, influx_proxy, agents, tmp_path, small_disk, name, full_for):
     agent = new_agent(
-        agents, center, tmp_path, name, IOT_BUFFER_PATH=str(small_disk / "buffer.sqlite"),
+        agents,
+        center,
+        tmp_path,
+        name,
+        IOT_BUFFER_PATH=str(small_disk / "buffer.sqlite"),
         IOT_AGENT_SYNC_INTERVAL="3600",  # no checkpoints: every commit grows the WAL
     )
     influx_proxy.close()  # InfluxDB unreachable: everything stays in the buffer
@@ -425,8 +456,14 @@ def test_disk_full_agent_keeps_running_counts_and_recovers(
     assert lost + dropped > 0, counters  # counted, not silent
     assert "full" in log
     c = finish(
-        agent, center, "disk full", 1, exact=False,
-        seconds_full=full_for, not_buffered_newest=lost, dropped_oldest=dropped,
+        agent,
+        center,
+        "disk full",
+        1,
+        exact=False,
+        seconds_full=full_for,
+        not_buffered_newest=lost,
+        dropped_oldest=dropped,
     )
     got = count_readings(center, agent.device_id)
     # Every reading the agent counted either reached InfluxDB or was counted as dropped.

@@ -20,7 +20,7 @@ PAYLOADS = [
     'x" or true or "',
     "pi-a\nenvironment,clientId=evil Temperature=99 1",
     "pi-a evil=1",
-    'pi-a,clientId=evil Temperature=1',
+    "pi-a,clientId=evil Temperature=1",
     'deviceauth,deviceId=evil key="k",token="t"',
     '_measurement="deviceauth" OR deviceId="pi-a"',
     'import "influxdata/influxdb/v1"\nbuckets()',
@@ -28,8 +28,8 @@ PAYLOADS = [
     "${jndi:ldap://x}",
     "pi-a\x00",
     "../../api/v2/buckets",
-    "-1h) |> to(bucket: \"stolen\"",
-    "1m) |> map(fn: (r) => ({r with _measurement: \"evil\"})",
+    '-1h) |> to(bucket: "stolen"',
+    '1m) |> map(fn: (r) => ({r with _measurement: "evil"})',
 ]
 
 
@@ -69,8 +69,12 @@ def test_injection_through_every_user_value_changes_nothing(center: CenterServer
         ):
             call(method, path, headers=admin)
         call("GET", "/api/devices/pi-a/measurements", params={"start": p}, headers=admin)
-        call("GET", "/api/devices/pi-a/measurements", params={"start": "-1h", "window": p},
-             headers=admin)
+        call(
+            "GET",
+            "/api/devices/pi-a/measurements",
+            params={"start": "-1h", "window": p},
+            headers=admin,
+        )
         call("POST", "/api/devices", json={"deviceId": p}, headers=admin)
         call("POST", "/api/devices", json={"deviceId": "pi-a", "replace": p}, headers=admin)
         call("POST", "/api/devices", json={p: "x"}, headers=admin)
@@ -78,8 +82,11 @@ def test_injection_through_every_user_value_changes_nothing(center: CenterServer
         token_header = "Token " + p.replace("\n", " ").replace("\x00", "")
         call("GET", "/api/env/pi-a", headers={"Authorization": token_header})
         call("GET", "/api/devices", headers={"Authorization": token_header})
-        call("GET", "/api/env/pi-a", headers={**admin, "Accept": p.replace("\n", " ")
-                                              .replace("\x00", "")})
+        call(
+            "GET",
+            "/api/env/pi-a",
+            headers={**admin, "Accept": p.replace("\n", " ").replace("\x00", "")},
+        )
         # The sign-in form (user names go to InfluxDB's sign-in API).
         call("POST", "/login", data={"username": p, "password": p})
     after = influx_snapshot(center)
@@ -87,8 +94,16 @@ def test_injection_through_every_user_value_changes_nothing(center: CenterServer
     assert measurements_in(center, center.buckets.telemetry) == {"environment"}
     assert measurements_in(center, center.buckets.devices) == {"deviceauth"}
     # pi-a still works with its own token, and its data is intact.
-    env = s.get(f"{center.url}/api/env/pi-a",
-                headers={"Authorization": f"Token {a['influx_token']}"}, timeout=10)
+    env = s.get(
+        f"{center.url}/api/env/pi-a",
+        headers={"Authorization": f"Token {a['influx_token']}"},
+        timeout=10,
+    )
     assert env.status_code == 200
-    report("injection", payloads=len(PAYLOADS), requests=tried,
-           statuses=dict(sorted(statuses.items())), influxdb_changes=0)
+    report(
+        "injection",
+        payloads=len(PAYLOADS),
+        requests=tried,
+        statuses=dict(sorted(statuses.items())),
+        influxdb_changes=0,
+    )

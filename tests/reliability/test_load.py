@@ -47,8 +47,14 @@ def test_load_device_and_dashboard_endpoints_with_agents_writing(
         conf = DeviceConfig.from_dict(cfg)
         buf = Buffer(tmp_path / f"{conf.id}.sqlite")
         target = Target.from_config(conf)
-        w = Writer(buf, lambda t=target: t, batch_size=500, flush_interval=0.5,
-                   retry_initial=0.2, retry_max=2)
+        w = Writer(
+            buf,
+            lambda t=target: t,
+            batch_size=500,
+            flush_interval=0.5,
+            retry_initial=0.2,
+            retry_max=2,
+        )
         w.start()
         buffers.append((conf.id, buf, w))
 
@@ -58,8 +64,9 @@ def test_load_device_and_dashboard_endpoints_with_agents_writing(
             t0 = time.monotonic()
             for dev_id, buf, w in buffers:
                 conf = DeviceConfig.from_dict(configs[0] | {"id": dev_id})
-                p = reading_point(dev_id, Reading(20 + n % 5, 40.0, 1000.0), "virtual", conf,
-                                  time.time_ns())
+                p = reading_point(
+                    dev_id, Reading(20 + n % 5, 40.0, 1000.0), "virtual", conf, time.time_ns()
+                )
                 buf.append(p.encode(), counter="readings")
                 w.notify_data()
             n += 1
@@ -69,10 +76,16 @@ def test_load_device_and_dashboard_endpoints_with_agents_writing(
     def client(i: int) -> None:
         s = requests.Session()
         cfg = configs[i % WRITERS]
-        device = (f"{center.url}/api/env/{cfg['id']}", {"Authorization":
-                  f"Token {cfg['influx_token']}"}, "device")
-        dash = (f"{center.url}/api/devices/{cfg['id']}/measurements?start=-5m&window=10s",
-                center.admin(), "dashboard")
+        device = (
+            f"{center.url}/api/env/{cfg['id']}",
+            {"Authorization": f"Token {cfg['influx_token']}"},
+            "device",
+        )
+        dash = (
+            f"{center.url}/api/devices/{cfg['id']}/measurements?start=-5m&window=10s",
+            center.admin(),
+            "dashboard",
+        )
         k = i
         while not stop.is_set():
             url, headers, kind = (device, dash)[k % 2]
@@ -120,13 +133,22 @@ def test_load_device_and_dashboard_endpoints_with_agents_writing(
 
     all_lat = latencies["device"] + latencies["dashboard"]
     report(
-        "load", seconds=round(elapsed, 1), clients=CLIENTS, writers=WRITERS,
-        requests=len(all_lat), rps=round(len(all_lat) / elapsed), errors=len(errors),
-        p50_ms=pct(all_lat, 0.5), p99_ms=pct(all_lat, 0.99),
+        "load",
+        seconds=round(elapsed, 1),
+        clients=CLIENTS,
+        writers=WRITERS,
+        requests=len(all_lat),
+        rps=round(len(all_lat) / elapsed),
+        errors=len(errors),
+        p50_ms=pct(all_lat, 0.5),
+        p99_ms=pct(all_lat, 0.99),
         device_p99_ms=pct(latencies["device"], 0.99),
         dashboard_p99_ms=pct(latencies["dashboard"], 0.99),
         mean_ms=round(1000 * statistics.fmean(all_lat), 1) if all_lat else 0,
-        produced=produced, in_influxdb=written, lost=lost, duplicates=dups,
+        produced=produced,
+        in_influxdb=written,
+        lost=lost,
+        duplicates=dups,
     )
     assert errors == [], errors[:20]
     assert lost == 0 and dups == 0 and produced == written

@@ -68,56 +68,90 @@ def test_device_ids_accepted_iff_they_match_the_rule(center: CenterServer) -> No
     def check(device_id: str) -> None:
         if set(device_id) == {"."}:
             return  # refused since 3eca2d1; see test_dot_only_ids_are_refused_or_reachable
-        r = s.post(f"{center.url}/api/devices", json={"deviceId": device_id},
-                   headers=center.admin(), timeout=15)
+        r = s.post(
+            f"{center.url}/api/devices",
+            json={"deviceId": device_id},
+            headers=center.admin(),
+            timeout=15,
+        )
         clean(r)
         if ID_RULE.fullmatch(device_id) and set(device_id) != {"."}:
             assert r.status_code == (409 if device_id in seen else 201), (device_id, r.text)
             seen.add(device_id)
             stats["accepted"] += 1
-            got = s.get(f"{center.url}/api/devices/{quote(device_id, safe='')}",
-                        headers=center.admin(), timeout=15)
+            got = s.get(
+                f"{center.url}/api/devices/{quote(device_id, safe='')}",
+                headers=center.admin(),
+                timeout=15,
+            )
             clean(got)
             assert got.status_code == 200 and got.json()["deviceId"] == device_id, (
-                device_id, got.status_code, got.text[:200])
+                device_id,
+                got.status_code,
+                got.text[:200],
+            )
         else:
             assert r.status_code == 400 and r.json()["error"] == "invalid_device_id", (
-                device_id, r.text)
+                device_id,
+                r.text,
+            )
             stats["refused"] += 1
-            for method, path in (("GET", "/api/devices/"), ("GET", "/api/env/"),
-                                 ("DELETE", "/api/devices/")):
-                rr = s.request(method, center.url + path + quote(device_id, safe=""),
-                               headers=center.admin(), timeout=15)
+            for method, path in (
+                ("GET", "/api/devices/"),
+                ("GET", "/api/env/"),
+                ("DELETE", "/api/devices/"),
+            ):
+                rr = s.request(
+                    method,
+                    center.url + path + quote(device_id, safe=""),
+                    headers=center.admin(),
+                    timeout=15,
+                )
                 clean(rr)
 
     check()
     assert sentinel_state(center, sentinel["influx_token"]) == before
-    listed = {d["deviceId"] for d in requests.get(
-        f"{center.url}/api/devices", headers=center.admin(), timeout=15).json()["devices"]}
+    listed = {
+        d["deviceId"]
+        for d in requests.get(
+            f"{center.url}/api/devices", headers=center.admin(), timeout=15
+        ).json()["devices"]
+    }
     assert listed == seen
     report("property: device ids", examples=EXAMPLES, **stats, server_5xx=0)
 
 
 @pytest.mark.parametrize("device_id", [".", ".."])
 def test_dot_only_ids_are_refused_or_reachable(center: CenterServer, device_id: str) -> None:
-    r = requests.post(f"{center.url}/api/devices", json={"deviceId": device_id},
-                      headers=center.admin(), timeout=15)
+    r = requests.post(
+        f"{center.url}/api/devices",
+        json={"deviceId": device_id},
+        headers=center.admin(),
+        timeout=15,
+    )
     clean(r)
     if r.status_code == 400:
         return
     token = r.json()["influx_token"]
-    env = requests.get(f"{center.url}/api/env/{device_id}",
-                       headers={"Authorization": f"Token {token}"}, timeout=15)
+    env = requests.get(
+        f"{center.url}/api/env/{device_id}", headers={"Authorization": f"Token {token}"}, timeout=15
+    )
     assert env.status_code == 200, (env.status_code, env.text[:200])
-    gone = requests.delete(f"{center.url}/api/devices/{device_id}", headers=center.admin(),
-                           timeout=15)
+    gone = requests.delete(
+        f"{center.url}/api/devices/{device_id}", headers=center.admin(), timeout=15
+    )
     assert gone.status_code == 204
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=30),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=30),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
     max_leaves=12,
 )
 bodies = st.one_of(
@@ -137,14 +171,23 @@ def test_json_bodies_are_accepted_only_when_well_formed(center: CenterServer) ->
     codes: dict[int, int] = {}
 
     @PROFILE
-    @given(body=bodies, raw=st.booleans(), ctype=st.sampled_from(
-        ["application/json", "text/plain", "application/x-www-form-urlencoded", ""]))
+    @given(
+        body=bodies,
+        raw=st.booleans(),
+        ctype=st.sampled_from(
+            ["application/json", "text/plain", "application/x-www-form-urlencoded", ""]
+        ),
+    )
     def check(body: object, raw: bool, ctype: str) -> None:
         import json as _json
 
         if raw:
-            r = s.post(f"{center.url}/api/devices", data=_json.dumps(body).encode(),
-                       headers={**center.admin(), "Content-Type": ctype}, timeout=15)
+            r = s.post(
+                f"{center.url}/api/devices",
+                data=_json.dumps(body).encode(),
+                headers={**center.admin(), "Content-Type": ctype},
+                timeout=15,
+            )
         else:
             r = s.post(f"{center.url}/api/devices", json=body, headers=center.admin(), timeout=15)
         clean(r)
@@ -199,7 +242,7 @@ durations = st.builds(
     lambda sign, n, unit: f"{sign}{n}{unit}",
     st.sampled_from(["-", "", "+", "--"]),
     st.integers(min_value=0, max_value=10_000_000),
-    st.sampled_from(list("smhdwy") + ["ms", "mo", ""]),
+    st.sampled_from([*list("smhdwy"), "ms", "mo", ""]),
 )
 range_values = st.one_of(st.none(), durations, st.text(max_size=20))
 
@@ -216,8 +259,12 @@ def test_query_ranges_are_200_or_400_as_the_rule_says(center: CenterServer) -> N
     @example(start="-1m", window="1s")
     def check(start: str | None, window: str | None) -> None:
         params = {k: v for k, v in (("start", start), ("window", window)) if v is not None}
-        r = s.get(f"{center.url}/api/devices/pi-range/measurements", params=params,
-                  headers=center.admin(), timeout=30)
+        r = s.get(
+            f"{center.url}/api/devices/pi-range/measurements",
+            params=params,
+            headers=center.admin(),
+            timeout=30,
+        )
         clean(r)
         want = 200 if expect_range_ok(start, window) else 400
         assert r.status_code == want, (params, r.status_code, r.text[:300])
@@ -232,19 +279,37 @@ def test_any_authorization_header_is_401_or_403_never_5xx(center: CenterServer) 
     s = requests.Session()
 
     @PROFILE
-    @given(value=st.one_of(
-        st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=80),
-        st.builds(lambda sch, t: f"{sch} {t}", st.sampled_from(["Token", "Bearer", "token", "Basic"]),
-                  st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=80)),
-    ))
+    @given(
+        value=st.one_of(
+            st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=80),
+            st.builds(
+                lambda sch, t: f"{sch} {t}",
+                st.sampled_from(["Token", "Bearer", "token", "Basic"]),
+                st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=80),
+            ),
+        )
+    )
     def check(value: str) -> None:
-        for method, path in (("GET", "/api/devices"), ("GET", "/api/env/pi-auth"),
-                             ("POST", "/api/devices"), ("DELETE", "/api/devices/pi-auth")):
-            r = s.request(method, center.url + path, headers={"Authorization": value},
-                          json={"deviceId": "x"}, timeout=15)
+        for method, path in (
+            ("GET", "/api/devices"),
+            ("GET", "/api/env/pi-auth"),
+            ("POST", "/api/devices"),
+            ("DELETE", "/api/devices/pi-auth"),
+        ):
+            r = s.request(
+                method,
+                center.url + path,
+                headers={"Authorization": value},
+                json={"deviceId": "x"},
+                timeout=15,
+            )
             clean(r)
             assert r.status_code in (401, 403), (value, path, r.status_code)
 
     check()
-    assert requests.get(f"{center.url}/api/devices/pi-auth", headers=center.admin(),
-                        timeout=10).status_code == 200
+    assert (
+        requests.get(
+            f"{center.url}/api/devices/pi-auth", headers=center.admin(), timeout=10
+        ).status_code
+        == 200
+    )

@@ -50,8 +50,11 @@ def signed_in(center: CenterServer) -> requests.Session:
     page = s.get(f"{center.url}/login", timeout=10)
     r = s.post(
         f"{center.url}/login",
-        data={"username": center.influx.user, "password": center.influx.password,
-              "csrf_token": csrf_of(page.text)},
+        data={
+            "username": center.influx.user,
+            "password": center.influx.password,
+            "csrf_token": csrf_of(page.text),
+        },
         allow_redirects=False,
         timeout=15,
     )
@@ -66,8 +69,13 @@ def test_every_route_refuses_anonymous_access(center: CenterServer) -> None:
     for method, path, endpoint in routes:
         if endpoint in PUBLIC:
             continue
-        r = requests.request(method, center.url + path, allow_redirects=False, timeout=15,
-                             json={"deviceId": "pi-anon"})
+        r = requests.request(
+            method,
+            center.url + path,
+            allow_redirects=False,
+            timeout=15,
+            json={"deviceId": "pi-anon"},
+        )
         checked += 1
         if path.startswith("/api/"):
             assert r.status_code == 401, (method, path, r.status_code)
@@ -88,21 +96,29 @@ def test_device_token_reads_nothing_and_writes_only_telemetry(center: CenterServ
     t = a["influx_token"]
     iurl, org = center.influx.url, center.influx.org
     now = int(time.time())
-    buckets = requests.get(f"{iurl}/api/v2/buckets?limit=100", headers=center.admin(),
-                           timeout=10).json()["buckets"]
+    buckets = requests.get(
+        f"{iurl}/api/v2/buckets?limit=100", headers=center.admin(), timeout=10
+    ).json()["buckets"]
     names = [b["name"] for b in buckets]
     refused = 0
     for name in names:  # every bucket of the org, system buckets included
-        q = requests.post(f"{iurl}/api/v2/query", params={"org": org}, headers=tok(t),
-                          json={"query": f'from(bucket: "{name}") |> range(start: 0)',
-                                "type": "flux"}, timeout=10)
+        q = requests.post(
+            f"{iurl}/api/v2/query",
+            params={"org": org},
+            headers=tok(t),
+            json={"query": f'from(bucket: "{name}") |> range(start: 0)', "type": "flux"},
+            timeout=10,
+        )
         assert q.status_code in (401, 403, 404), (name, q.status_code, q.text[:200])
         refused += 1
         if name != center.buckets.telemetry:
-            w = requests.post(f"{iurl}/api/v2/write",
-                              params={"org": org, "bucket": name, "precision": "s"},
-                              data=f"environment,clientId=pi-a Temperature=1 {now}",
-                              headers=tok(t), timeout=10)
+            w = requests.post(
+                f"{iurl}/api/v2/write",
+                params={"org": org, "bucket": name, "precision": "s"},
+                data=f"environment,clientId=pi-a Temperature=1 {now}",
+                headers=tok(t),
+                timeout=10,
+            )
             assert w.status_code in (401, 403, 404), (name, w.status_code)
             refused += 1
     # No listing of anything that matters, no deletes, no new buckets or tokens.
@@ -119,20 +135,32 @@ def test_device_token_reads_nothing_and_writes_only_telemetry(center: CenterServ
     lb = requests.get(f"{iurl}/api/v2/buckets", headers=tok(t), timeout=10)
     assert lb.status_code in (401, 403) or lb.json().get("buckets") == [], lb.text[:300]
     # Its own telemetry bucket: write yes.
-    ok = requests.post(f"{iurl}/api/v2/write",
-                       params={"org": org, "bucket": center.buckets.telemetry, "precision": "s"},
-                       data=f"environment,clientId=pi-a Temperature=1 {now}", headers=tok(t),
-                       timeout=10)
+    ok = requests.post(
+        f"{iurl}/api/v2/write",
+        params={"org": org, "bucket": center.buckets.telemetry, "precision": "s"},
+        data=f"environment,clientId=pi-a Temperature=1 {now}",
+        headers=tok(t),
+        timeout=10,
+    )
     assert ok.status_code == 204
     # The IoT Center: its own configuration only.
     assert requests.get(f"{center.url}/api/env/pi-b", headers=tok(t), timeout=10).status_code == 403
-    for method, path in (("GET", "/api/devices"), ("GET", "/api/devices/pi-a"),
-                         ("GET", "/api/devices/pi-a/measurements"),
-                         ("GET", "/api/devices/pi-a/measurements/last"),
-                         ("DELETE", "/api/devices/pi-b"), ("POST", "/api/devices"),
-                         ("GET", "/api/routes")):
-        r = requests.request(method, center.url + path, headers=tok(t),
-                             json={"deviceId": "pi-c", "replace": True}, timeout=10)
+    for method, path in (
+        ("GET", "/api/devices"),
+        ("GET", "/api/devices/pi-a"),
+        ("GET", "/api/devices/pi-a/measurements"),
+        ("GET", "/api/devices/pi-a/measurements/last"),
+        ("DELETE", "/api/devices/pi-b"),
+        ("POST", "/api/devices"),
+        ("GET", "/api/routes"),
+    ):
+        r = requests.request(
+            method,
+            center.url + path,
+            headers=tok(t),
+            json={"deviceId": "pi-c", "replace": True},
+            timeout=10,
+        )
         assert r.status_code in (401, 403), (method, path, r.status_code)
         refused += 1
     report("security: device token", refused=refused, let_in=0)
@@ -149,48 +177,76 @@ def test_device_token_cannot_delete_telemetry(center: CenterServer) -> None:
     b = center.register("pi-b")
     iurl, org = center.influx.url, center.influx.org
     now = int(time.time())
-    requests.post(f"{iurl}/api/v2/write",
-                  params={"org": org, "bucket": center.buckets.telemetry, "precision": "s"},
-                  data=f"environment,clientId=pi-b Temperature=1 {now}",
-                  headers=tok(b["influx_token"]), timeout=10).raise_for_status()
-    r = requests.post(f"{iurl}/api/v2/delete",
-                      params={"org": org, "bucket": center.buckets.telemetry},
-                      json={"start": "1970-01-01T00:00:00Z", "stop": "2100-01-01T00:00:00Z",
-                            "predicate": 'clientId="pi-b"'},
-                      headers=tok(a["influx_token"]), timeout=10)
+    requests.post(
+        f"{iurl}/api/v2/write",
+        params={"org": org, "bucket": center.buckets.telemetry, "precision": "s"},
+        data=f"environment,clientId=pi-b Temperature=1 {now}",
+        headers=tok(b["influx_token"]),
+        timeout=10,
+    ).raise_for_status()
+    r = requests.post(
+        f"{iurl}/api/v2/delete",
+        params={"org": org, "bucket": center.buckets.telemetry},
+        json={
+            "start": "1970-01-01T00:00:00Z",
+            "stop": "2100-01-01T00:00:00Z",
+            "predicate": 'clientId="pi-b"',
+        },
+        headers=tok(a["influx_token"]),
+        timeout=10,
+    )
     assert r.status_code in (401, 403, 404), r.status_code
 
 
 def test_enrollment_token_registers_but_reads_and_removes_nothing(center: CenterServer) -> None:
     center.register("pi-e")
     e = center.enrollment_token
-    for method, path in (("GET", "/api/devices"), ("GET", "/api/devices/pi-e"),
-                         ("GET", "/api/devices/pi-e/measurements"),
-                         ("GET", "/api/devices/pi-e/measurements/last"),
-                         ("DELETE", "/api/devices/pi-e"), ("GET", "/api/routes")):
+    for method, path in (
+        ("GET", "/api/devices"),
+        ("GET", "/api/devices/pi-e"),
+        ("GET", "/api/devices/pi-e/measurements"),
+        ("GET", "/api/devices/pi-e/measurements/last"),
+        ("DELETE", "/api/devices/pi-e"),
+        ("GET", "/api/routes"),
+    ):
         r = requests.request(method, center.url + path, headers=tok(e), timeout=10)
         assert r.status_code == 403, (method, path, r.status_code)
     env = requests.get(f"{center.url}/api/env/pi-e", headers=tok(e), timeout=10)
     assert env.status_code == 409 and "influx_token" not in env.text  # no token for a known id
-    q = requests.post(f"{center.influx.url}/api/v2/query", params={"org": center.influx.org},
-                      headers=tok(e), json={"query": f'from(bucket: "{center.buckets.telemetry}")'
-                                            " |> range(start: 0)", "type": "flux"}, timeout=10)
+    q = requests.post(
+        f"{center.influx.url}/api/v2/query",
+        params={"org": center.influx.org},
+        headers=tok(e),
+        json={
+            "query": f'from(bucket: "{center.buckets.telemetry}") |> range(start: 0)',
+            "type": "flux",
+        },
+        timeout=10,
+    )
     assert q.status_code == 401
 
 
 def test_tokens_appear_in_no_list_log_line_or_page(center: CenterServer) -> None:
     a = center.register("pi-t1")
-    b = requests.post(f"{center.url}/api/devices", json={"deviceId": "pi-t1", "replace": True},
-                      headers=tok(center.enrollment_token), timeout=10).json()
-    c = requests.get(f"{center.url}/api/env/pi-t2", headers=tok(center.enrollment_token),
-                     timeout=10).json()
+    b = requests.post(
+        f"{center.url}/api/devices",
+        json={"deviceId": "pi-t1", "replace": True},
+        headers=tok(center.enrollment_token),
+        timeout=10,
+    ).json()
+    c = requests.get(
+        f"{center.url}/api/env/pi-t2", headers=tok(center.enrollment_token), timeout=10
+    ).json()
     requests.get(f"{center.url}/api/env/pi-t1", headers=tok(b["influx_token"]), timeout=10)
     requests.get(f"{center.url}/api/env/pi-t1", headers=tok(a["influx_token"]), timeout=10)  # 401
     requests.get(f"{center.url}/api/env/pi-t1", headers=tok(c["influx_token"]), timeout=10)  # 403
     s = signed_in(center)
     page = s.get(f"{center.url}/devices", timeout=10)
-    r = s.post(f"{center.url}/devices", data={"device_id": "pi-web",
-                                             "csrf_token": csrf_of(page.text)}, timeout=15)
+    r = s.post(
+        f"{center.url}/devices",
+        data={"device_id": "pi-web", "csrf_token": csrf_of(page.text)},
+        timeout=15,
+    )
     assert r.status_code == 200 and "pi-web" in r.text
     web_token = s.get(f"{center.url}/api/env/pi-web", timeout=10).json()["influx_token"]
     secrets_ = {
@@ -203,13 +259,24 @@ def test_tokens_appear_in_no_list_log_line_or_page(center: CenterServer) -> None
         "admin password": center.influx.password,
     }
     views = {
-        "GET /api/devices": requests.get(f"{center.url}/api/devices", headers=center.admin(),
-                                         timeout=10).text,
-        "GET /api/devices/pi-t1": requests.get(f"{center.url}/api/devices/pi-t1",
-                                               headers=center.admin(), timeout=10).text,
+        "GET /api/devices": requests.get(
+            f"{center.url}/api/devices", headers=center.admin(), timeout=10
+        ).text,
+        "GET /api/devices/pi-t1": requests.get(
+            f"{center.url}/api/devices/pi-t1", headers=center.admin(), timeout=10
+        ).text,
     }
-    for path in ("/", "/devices", "/devices/pi-t1", "/devices/pi-t1/config",
-                 "/devices/pi-web/config", "/devices/pi-t1/remove", "/map", "/buckets", "/about"):
+    for path in (
+        "/",
+        "/devices",
+        "/devices/pi-t1",
+        "/devices/pi-t1/config",
+        "/devices/pi-web/config",
+        "/devices/pi-t1/remove",
+        "/map",
+        "/buckets",
+        "/about",
+    ):
         r = s.get(center.url + path, timeout=15)
         assert r.status_code == 200, (path, r.status_code)
         views[f"page {path}"] = r.text
@@ -220,8 +287,12 @@ def test_tokens_appear_in_no_list_log_line_or_page(center: CenterServer) -> None
         assert r.headers.get("Referrer-Policy"), path
     time.sleep(0.5)  # let the log catch up
     views["server log"] = center.log()
-    leaks = [(what, where) for what, secret in secrets_.items() for where, text in views.items()
-             if secret and secret in text]
+    leaks = [
+        (what, where)
+        for what, secret in secrets_.items()
+        for where, text in views.items()
+        if secret and secret in text
+    ]
     report("security: token leaks", secrets=len(secrets_), places=len(views), leaks=len(leaks))
     assert leaks == []
 
@@ -229,33 +300,58 @@ def test_tokens_appear_in_no_list_log_line_or_page(center: CenterServer) -> None
 def test_session_cookie_csrf_and_headers(center: CenterServer) -> None:
     s = requests.Session()
     page = s.get(f"{center.url}/login", timeout=10)
-    r = s.post(f"{center.url}/login", allow_redirects=False, timeout=15,
-               data={"username": center.influx.user, "password": center.influx.password,
-                     "csrf_token": csrf_of(page.text)})
+    r = s.post(
+        f"{center.url}/login",
+        allow_redirects=False,
+        timeout=15,
+        data={
+            "username": center.influx.user,
+            "password": center.influx.password,
+            "csrf_token": csrf_of(page.text),
+        },
+    )
     cookie = r.headers.get("Set-Cookie", "")
     assert "HttpOnly" in cookie and re.search(r"SameSite=(Lax|Strict)", cookie), cookie
     # A sign-in form without the page's CSRF token is refused even with the right password.
-    other = requests.post(f"{center.url}/login", allow_redirects=False, timeout=15,
-                          data={"username": center.influx.user, "password": center.influx.password})
-    assert other.status_code == 400 and "Set-Cookie" not in other.headers or (
-        "session" not in other.headers.get("Set-Cookie", "") or other.status_code == 400)
+    other = requests.post(
+        f"{center.url}/login",
+        allow_redirects=False,
+        timeout=15,
+        data={"username": center.influx.user, "password": center.influx.password},
+    )
+    assert (other.status_code == 400 and "Set-Cookie" not in other.headers) or (
+        "session" not in other.headers.get("Set-Cookie", "") or other.status_code == 400
+    )
     # Page forms: CSRF enforced.
     no = s.post(f"{center.url}/devices", data={"device_id": "pi-csrf"}, timeout=15)
     assert no.status_code == 400
-    bad = s.post(f"{center.url}/devices", data={"device_id": "pi-csrf", "csrf_token": "x"},
-                 timeout=15)
+    bad = s.post(
+        f"{center.url}/devices", data={"device_id": "pi-csrf", "csrf_token": "x"}, timeout=15
+    )
     assert bad.status_code == 400
     # The JSON API with a session (no token) must carry the CSRF header to change anything.
     api = s.post(f"{center.url}/api/devices", json={"deviceId": "pi-csrf"}, timeout=15)
     assert api.status_code == 403 and api.json()["error"] == "csrf_failed"
-    assert requests.get(f"{center.url}/api/devices/pi-csrf", headers=center.admin(),
-                        timeout=10).status_code == 404
+    assert (
+        requests.get(
+            f"{center.url}/api/devices/pi-csrf", headers=center.admin(), timeout=10
+        ).status_code
+        == 404
+    )
     devices_page = s.get(f"{center.url}/devices", timeout=10)
-    good = s.post(f"{center.url}/devices", timeout=15, allow_redirects=False,
-                  data={"device_id": "pi-csrf", "csrf_token": csrf_of(devices_page.text)})
+    good = s.post(
+        f"{center.url}/devices",
+        timeout=15,
+        allow_redirects=False,
+        data={"device_id": "pi-csrf", "csrf_token": csrf_of(devices_page.text)},
+    )
     assert good.status_code in (302, 303)
     # Removing through a page: CSRF too.
     rm = s.post(f"{center.url}/devices/pi-csrf/remove", data={}, timeout=15)
     assert rm.status_code == 400
-    assert requests.get(f"{center.url}/api/devices/pi-csrf", headers=center.admin(),
-                        timeout=10).status_code == 200
+    assert (
+        requests.get(
+            f"{center.url}/api/devices/pi-csrf", headers=center.admin(), timeout=10
+        ).status_code
+        == 200
+    )

@@ -243,7 +243,8 @@ def test_remove_revokes_the_token_and_optionally_the_data(center: CenterServer) 
         assert gone.status_code == 404 and "not registered" in gone.json()["message"]
     rows = flux_rows(
         center.influx,
-        'from(bucket: p_b) |> range(start: -1h) |> filter(fn: (r) => r._measurement == "environment")',
+        "from(bucket: p_b) |> range(start: -1h) "
+        '|> filter(fn: (r) => r._measurement == "environment")',
         {"p_b": center.buckets.telemetry},
     )
     assert {r["clientId"] for r in rows} == {"pi-keep"}
@@ -360,7 +361,8 @@ def test_measurements_are_aggregated_over_the_range(center: CenterServer) -> Non
     cfg = center.register("pi-agg")
     now = int(time.time()) // 60 * 60
     lines = "\n".join(
-        f"environment,clientId=pi-agg Temperature={20 + (i % 2)},Humidity=50,Pressure=1000 {now - 600 + i * 10}"
+        f"environment,clientId=pi-agg Temperature={20 + (i % 2)},Humidity=50,Pressure=1000 "
+        f"{now - 600 + i * 10}"
         for i in range(60)
     )
     assert write_lp(center, cfg["influx_token"], lines).status_code == 204

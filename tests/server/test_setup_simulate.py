@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import subprocess
 import sys
@@ -62,7 +63,8 @@ def test_setup_without_credentials_on_fresh_influxdb_says_what_is_missing(
     try:
         ini = tmp_path / "config.ini"
         ini.write_text(
-            f"[APP]\nINFLUX_URL = {fresh.url}\nINFLUX_TOKEN = t-123\nINFLUX_ORG = acme\nSECRET_KEY = 0123456789abcdef0123\n"
+            f"[APP]\nINFLUX_URL = {fresh.url}\nINFLUX_TOKEN = t-123\nINFLUX_ORG = acme\n"
+            "SECRET_KEY = 0123456789abcdef0123\n"
         )
         out = run_cli(ini, "setup")
         assert out.returncode != 0
@@ -92,7 +94,7 @@ def test_simulate_backfills_realistic_virtual_data(center: CenterServer) -> None
     )
     assert 5 < min(temps) < max(temps) < 40
     # Smooth, not noise: one minute apart the temperature moves by well under a degree.
-    steps = [abs(a - b) for a, b in zip(temps, temps[1:], strict=False)]
+    steps = [abs(a - b) for a, b in itertools.pairwise(temps)]
     assert max(steps) < 0.5
     # It went through the device's own token, and the device appears as seen.
     devices = requests.get(f"{center.url}/api/devices", headers=center.admin(), timeout=10).json()[
