@@ -42,6 +42,8 @@ influxdb:
 	@bash scripts/get-influxd.sh
 
 test: $(STAMP) assets browser
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	@INFLUXD="$$(bash scripts/get-influxd.sh)" && export INFLUXD && \
 	  $(PY) -m pytest
 
