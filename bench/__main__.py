@@ -59,7 +59,11 @@ def main(argv: list[str] | None = None) -> int:
                 failed.append(name)
                 print(f"BENCH {name}_failed error=1", flush=True)
             ctx.print_figures(mod.NAME)
-            print(f"# {name} took {time.monotonic() - t0:.0f} s", flush=True)
+            print(
+                f"# {name} took {time.monotonic() - t0:.0f} s; load average "
+                f"{os.getloadavg()[0]:.2f}",
+                flush=True,
+            )
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         failed.append("interrupted")

@@ -1,8 +1,12 @@
 """3. Buffer: what agent.buffer.Buffer costs per reading, and its size on disk.
 
-- append: one reading per call (one transaction each), as Agent.read_once does, N times;
-- ack: peek + ack in batches of the agent's default batch_size, as the writer does, over the
-  same N readings;
+- append: one reading per call (one transaction each), as Agent.read_once does, N times, in
+  blocks of the agent's default batch_size;
+- ack: after each block, peek + ack of that block, as the writer does (so the buffer stays
+  shallow, as it does while InfluxDB is reachable);
+- append at depth: the same single append when the buffer already holds 100,000 (and 500,000,
+  the default bound) readings, i.e. during an outage; beside it a what-if with one query of
+  agent.buffer changed (see buffer_append_at_depth_whatif_fixed);
 - sync: Buffer.sync() (a passive WAL checkpoint) as the loop calls it every sync_interval;
 - size: 1,000,000 readings appended (in large transactions: the rows are the same), the
   database closed (checkpointed), then the file size; beside it the size of the same line
@@ -36,21 +40,24 @@ def append_ack(ctx: Ctx, lines: list[str], sync: str, batch: int, tag: str) -> d
     d = ctx.root / f"buffer-{tag}"
     path = d / "buffer.sqlite"
     buf = Buffer(path, sync=sync)
-    io0, c0 = proc_io(os.getpid())["write_bytes"], time.process_time()
-    t0 = time.perf_counter()
-    for line in lines:
-        buf.append(line, counter="readings")
-    t_append = time.perf_counter() - t0
-    cpu_append = time.process_time() - c0
-    wb_append = proc_io(os.getpid())["write_bytes"] - io0
-    t0 = time.perf_counter()
-    syncs = 0
-    while True:
+    # Online the writer keeps up, so the buffer stays shallow: append a batch of readings one
+    # by one (one transaction each, as Agent.read_once does), then peek + ack that batch (as
+    # the writer does after InfluxDB accepted it), and so on. Depth stays <= batch.
+    t_append = cpu_append = t_ack = 0.0
+    wb_append = 0
+    for start in range(0, len(lines), batch):
+        io0, c0 = proc_io(os.getpid())["write_bytes"], time.process_time()
+        t0 = time.perf_counter()
+        for line in lines[start : start + batch]:
+            buf.append(line, counter="readings")
+        t_append += time.perf_counter() - t0
+        cpu_append += time.process_time() - c0
+        wb_append += proc_io(os.getpid())["write_bytes"] - io0
+        t0 = time.perf_counter()
         items = buf.peek(batch)
-        if not items:
-            break
         buf.ack(e.id for e in items)
-    t_ack = time.perf_counter() - t0
+        t_ack += time.perf_counter() - t0
+    syncs = 0
     t0 = time.perf_counter()
     for _ in range(5):
         buf.append(lines[0])
@@ -67,6 +74,46 @@ def append_ack(ctx: Ctx, lines: list[str], sync: str, batch: int, tag: str) -> d
         "ack_us": t_ack / n * 1e6,
         "sync_ms": t_sync * 1e3,
     }
+
+
+def append_at_depth(
+    ctx: Ctx, lines: list[str], depths: list[int], probes: int, patched: bool = False
+) -> dict[int, float]:
+    """Wall µs per single-reading append when the buffer already holds `depth` readings (an
+    outage in progress). `patched` is a what-if, not the agent as shipped: agent.buffer's
+    _upper_bound with min and max as two subqueries, which SQLite answers from the b-tree."""
+    import agent.buffer as ab
+
+    original = ab._upper_bound
+
+    def upper_bound_fixed(conn):
+        low, high = conn.execute(
+            "SELECT (SELECT min(id) FROM points), (SELECT max(id) FROM points)"
+        ).fetchone()
+        return 0 if low is None else high - low + 1
+
+    d = ctx.root / f"buffer-depth-{int(patched)}"
+    out: dict[int, float] = {}
+    if patched:
+        ab._upper_bound = upper_bound_fixed
+    try:
+        buf = ab.Buffer(d / "buffer.sqlite", max_points=max(depths) + probes * len(depths) + 1)
+        have = 0
+        for depth in depths:
+            while have < depth:
+                k = min(50_000, depth - have)
+                buf.append(lines[:k], counter="readings")
+                have += k
+            t0 = time.perf_counter()
+            for i in range(probes):
+                buf.append(lines[i], counter="readings")
+            out[depth] = (time.perf_counter() - t0) / probes * 1e6
+            have += probes
+        buf.close()
+    finally:
+        ab._upper_bound = original
+        shutil.rmtree(d, ignore_errors=True)
+    return out
 
 
 def size_per_million(ctx: Ctx, lines: list[str]) -> tuple[float, float]:
@@ -94,6 +141,11 @@ def run(ctx: Ctx) -> None:
         for sync in ("normal", "full"):
             log(f"buffer round {i + 1}/{rounds}: append+ack {n:,} readings, sync={sync}")
             res[sync].append(append_ack(ctx, lines, sync, defaults["batch_size"], f"{sync}{i}"))
+    depths = ctx.pick([0, 100_000], [0, 100_000, 500_000])
+    log(f"buffer: append cost at depths {depths} (shipped, then what-if)")
+    pool = list(reading_lines("buffer-pi", time.time() - 3e6, 50_000, 1.0))
+    shipped = append_at_depth(ctx, pool, depths, 200)
+    fixed = append_at_depth(ctx, pool, depths, 200, patched=True)
     log("buffer: size on disk of 1,000,000 readings")
     big = list(reading_lines("buffer-pi", time.time() - 2e6, ctx.pick(200_000, 1_000_000), 1.0))
     mb, text_mb = size_per_million(ctx, big)
@@ -136,5 +188,20 @@ def run(ctx: Ctx) -> None:
         text_mb_per_million=text_mb,
         ratio_to_text=mb / text_mb,
     )
+    ctx.emit(
+        NAME, "buffer_append_at_depth", **{f"us_at_{k // 1000}k": v for k, v in shipped.items()}
+    )
+    ctx.emit(
+        NAME,
+        "buffer_append_at_depth_whatif_fixed",
+        **{f"us_at_{k // 1000}k": v for k, v in fixed.items()},
+    )
     ctx.target("3 buffer: append+ack per reading (sync=normal)", f"{per:.0f} us", "(report)", None)
+    deepest = max(depths)
+    ctx.target(
+        f"3 buffer: append at {deepest:,} buffered (outage)",
+        f"{shipped[deepest] / 1000:.1f} ms",
+        "(report; ~flat expected)",
+        None,
+    )
     ctx.target("3 buffer: disk per million readings", f"{mb:.0f} MB", "(report)", None)
