@@ -281,7 +281,10 @@ def test_any_authorization_header_is_401_or_403_never_5xx(center: CenterServer) 
     @PROFILE
     @given(
         value=st.one_of(
-            st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=80),
+            # HTTP drops a value's outer whitespace (requests refuses to send it), so strip it.
+            st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=80).map(
+                str.strip
+            ),
             st.builds(
                 lambda sch, t: f"{sch} {t}",
                 st.sampled_from(["Token", "Bearer", "token", "Basic"]),
