@@ -3,9 +3,7 @@
 Exactly `iot-agent run` (same settings from the environment, same logging, same Agent), except
 that the measurement interval is SECONDS, which may be fractional (50 readings/s = 0.02):
 agent settings only take whole seconds (measurement_interval_override is an integer), so this
-subclass overrides the one property the main loop reads. `--no-notify` (a what-if, not the
-agent as shipped) stops the loop from waking the writer after each reading, so the writer sends
-what accumulated every flush_interval instead of one POST per reading.
+subclass overrides the one property the main loop reads.
 `python -m bench.agent_proc baseline` instead imports only what the agent depends on, then
 idles: the bare-interpreter baseline.
 """
@@ -45,8 +43,6 @@ def main(argv: list[str]) -> int:
 
     _setup_logging(False)
     agent = FractionalAgent(load(None))
-    if "--no-notify" in argv:  # what-if: the writer wakes every flush_interval, not per reading
-        agent.writer.notify_data = lambda: None  # type: ignore[method-assign]
     agent.install_signal_handlers()
     return agent.run()
 

@@ -59,7 +59,7 @@ def readings(state: Path) -> int:
     return got[1]["readings"] if got else 0
 
 
-def run_agent(ctx: Ctx, rate: float, window: float, what_if: bool = False) -> dict[str, float]:
+def run_agent(ctx: Ctx, rate: float, window: float) -> dict[str, float]:
     w = ctx.world()
     device_id = f"footprint-{int(rate)}hz-{int(time.time()) % 100000}"
     token = w.register(device_id)
@@ -77,13 +77,11 @@ def run_agent(ctx: Ctx, rate: float, window: float, what_if: bool = False) -> di
         "PYTHONUNBUFFERED": "1",
         "PYTHONPATH": str(REPO),
     }
-    if rate == 1 and not what_if:
+    if rate == 1:
         env["IOT_AGENT_MEASUREMENT_INTERVAL_OVERRIDE"] = "1"
         cmd = [PY, "-m", "agent.cli", "run"]
     else:
         cmd = [PY, "-m", "bench.agent_proc", repr(1.0 / rate)]
-        if what_if:
-            cmd.append("--no-notify")
     logf = open(state / "agent.log", "ab")  # noqa: SIM115
     proc = subprocess.Popen(cmd, cwd=state, env=env, stdout=logf, stderr=subprocess.STDOUT)
     logf.close()
@@ -139,8 +137,6 @@ def run(ctx: Ctx) -> None:
     for rate in (1.0, 50.0):
         log(f"footprint: agent at {rate:g} reading/s for {window:.0f} s")
         results[rate] = run_agent(ctx, rate, window)
-    log("footprint: what-if, 50 readings/s with the writer woken every flush_interval only")
-    what_if = run_agent(ctx, 50.0, window, what_if=True)
     ctx.emit(NAME, "footprint_baseline", peak_rss_mb=base, what="python+requests+tenacity+sqlite3")
     for rate, r in results.items():
         ctx.emit(
@@ -156,16 +152,6 @@ def run(ctx: Ctx) -> None:
             disk_bytes_per_reading=r["disk_bytes_per_reading"],
             wchar_per_reading=r["wchar_per_reading"],
         )
-    ctx.emit(
-        NAME,
-        "footprint_50hz_whatif_batched",
-        readings_per_s=what_if["rate"],
-        peak_rss_mb=what_if["hwm_mb"],
-        cpu_s_per_1000=what_if["cpu_s_per_1000"],
-        cpu_pct_core=what_if["cpu_pct"],
-        disk_bytes_per_reading=what_if["disk_bytes_per_reading"],
-        cpu_ratio_to_shipped=what_if["cpu_s_per_1000"] / results[50.0]["cpu_s_per_1000"],
-    )
     one = results[1.0]
     ctx.target(
         "2 footprint: peak RSS over baseline (1/s)",
