@@ -14,6 +14,7 @@ so no quote or operator can be in one.
 from __future__ import annotations
 
 import hmac
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -44,6 +45,12 @@ from(bucket: p_bucket)
   |> filter(fn: (r) => r._measurement == "deviceauth" and r._field == "token")
   |> last()
   |> filter(fn: (r) => r._value == p_token)
+"""
+
+CONTENDERS_FLUX = """
+from(bucket: p_bucket)
+  |> range(start: p_since)
+  |> filter(fn: (r) => r._measurement == "deviceauth" and r.deviceId == p_deviceId)
 """
 
 LAST_SEEN_FLUX = """
@@ -77,6 +84,7 @@ class Device:
     updated_at: str
     token: str | None = None
     last_seen: datetime | None = None
+    record_time: datetime | None = None  # when the current record was written
 
     def public(self) -> dict[str, Any]:
         """The device without its token, for lists and pages."""
@@ -94,6 +102,9 @@ class DeviceRegistry:
     def __init__(self, influx: Influx) -> None:
         self.influx = influx
         self.settings = influx.settings
+        # Registrations are rare: one at a time per process. Between processes (gunicorn
+        # workers, several servers) the first record written wins; see `register`.
+        self._register_lock = threading.Lock()
 
     @property
     def _devices_bucket(self) -> str:
@@ -108,7 +119,8 @@ class DeviceRegistry:
             {"bucket": self._devices_bucket, "deviceId": device_id},
             "read a device record",
         )
-        values = {rec.get_field(): rec.get_value() for t in tables for rec in t.records}
+        records = [rec for t in tables for rec in t.records]
+        values = {rec.get_field(): rec.get_value() for rec in records}
         if not values.get("key") or not values.get("token"):
             return None
         return Device(
@@ -117,6 +129,7 @@ class DeviceRegistry:
             created_at=str(values.get("createdAt", "")),
             updated_at=str(values.get("updatedAt", values.get("createdAt", ""))),
             token=str(values["token"]) if with_token else None,
+            record_time=max(rec.get_time() for rec in records),
         )
 
     def list(self, with_last_seen: bool = True) -> list[Device]:
@@ -187,6 +200,10 @@ class DeviceRegistry:
         deleted, so its old token stops working at once.
         """
         contract.validate_device_id(device_id)
+        with self._register_lock:
+            return self._register(device_id, replace)
+
+    def _register(self, device_id: str, replace: bool) -> tuple[Device, bool]:
         existing = self.get(device_id)
         if existing and not replace:
             raise DeviceExists(device_id)
@@ -194,7 +211,25 @@ class DeviceRegistry:
         now = now_iso()
         created_at = existing.created_at if existing else now
         try:
-            self._write_record(device_id, auth.id, auth.token, created_at, now)
+            written = self._write_record(device_id, auth.id, auth.token, created_at, now)
+            winner = self._race_winner(device_id, existing)
+            if winner and winner.get("key") != auth.id:
+                # Someone registered the same id at the same moment and wrote first. Overwrite
+                # our record (same series and time) with theirs, since deletes racing with
+                # writes are not reliable in InfluxDB, and revoke our token, so that no valid
+                # token exists that the registry does not know.
+                self._write_record(
+                    device_id,
+                    str(winner["key"]),
+                    str(winner.get("token", "")),
+                    str(winner.get("createdAt", created_at)),
+                    str(winner.get("updatedAt", now)),
+                    at=written,
+                )
+                self._delete_authorization(auth.id)
+                raise DeviceExists(device_id)
+        except DeviceExists:
+            raise
         except Exception:
             self._delete_authorization(auth.id)  # leave no orphan token behind
             raise
@@ -248,9 +283,36 @@ class DeviceRegistry:
             if e.status != 404:
                 raise
 
+    def _race_winner(self, device_id: str, existing: Device | None) -> dict[str, Any] | None:
+        """The first record written after the one this change started from (first one wins)."""
+        since = (
+            existing.record_time + timedelta(microseconds=1)
+            if existing and existing.record_time
+            else datetime(1970, 1, 1, tzinfo=UTC)
+        )
+        tables = self.influx.query(
+            CONTENDERS_FLUX,
+            {"bucket": self._devices_bucket, "deviceId": device_id, "since": since},
+            "check for a concurrent registration",
+        )
+        by_time: dict[datetime, dict[str, Any]] = {}
+        for t in tables:
+            for rec in t.records:
+                by_time.setdefault(rec.get_time(), {})[rec.get_field()] = rec.get_value()
+        return by_time[min(by_time)] if by_time else None
+
     def _write_record(
-        self, device_id: str, auth_id: str, token: str, created_at: str, updated_at: str
-    ) -> None:
+        self,
+        device_id: str,
+        auth_id: str,
+        token: str,
+        created_at: str,
+        updated_at: str,
+        at: datetime | None = None,
+    ) -> datetime:
+        # Microsecond timestamps survive the round trip through the client (which parses
+        # times to datetime), so a record can later be rewritten at its exact time.
+        written = at or datetime.now(UTC)
         point = (
             Point(contract.DEVICE_AUTH_MEASUREMENT)
             .tag(contract.TAG_DEVICE_ID, device_id)
@@ -258,10 +320,13 @@ class DeviceRegistry:
             .field("token", token)
             .field("createdAt", created_at)
             .field("updatedAt", updated_at)
-            .time(datetime.now(UTC), WritePrecision.NS)
+            .time(written, WritePrecision.US)
         )
         with translate_errors("store the device record"):
-            self.influx.write_api.write(bucket=self._devices_bucket, record=point)
+            self.influx.write_api.write(
+                bucket=self._devices_bucket, record=point, write_precision=WritePrecision.US
+            )
+        return written
 
     def _delete_series(self, bucket: str, measurement: str, tag: str, device_id: str) -> None:
         contract.validate_device_id(device_id)  # the predicate below relies on it

@@ -423,3 +423,44 @@ def test_openapi_description_is_served(center: CenterServer) -> None:
     spec = yaml.safe_load(r.text)
     assert spec["openapi"].startswith("3.")
     assert "/api/env/{deviceId}" in spec["paths"] or any("/env/" in p for p in spec["paths"])
+
+
+def test_concurrent_registrations_of_one_id_leave_one_device_and_one_token(
+    center: CenterServer, tmp_path
+) -> None:
+    """A double-submitted form or provisioning retries racing, through two server processes
+    on the same InfluxDB: the first record written wins and every loser revokes its token, so
+    no valid token exists that the registry does not know."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    other = CenterServer(influx=center.influx, buckets=center.buckets, workdir=tmp_path / "b")
+    other.workdir.mkdir()
+    other.enrollment_token = center.enrollment_token
+    other.start()
+    try:
+
+        def post(i: int) -> requests.Response:
+            return requests.post(
+                f"{(center, other)[i % 2].url}/api/devices",
+                json={"deviceId": "pi-race"},
+                headers=center.admin(),
+                timeout=30,
+            )
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(post, range(8)))
+    finally:
+        other.stop()
+    codes = sorted(r.status_code for r in answers)
+    assert codes.count(201) == 1 and codes.count(409) == 7, codes
+    winner = next(r.json() for r in answers if r.status_code == 201)
+    listed = requests.get(
+        f"{center.influx.url}/api/v2/authorizations", headers=center.admin(), timeout=10
+    ).json()["authorizations"]
+    mine = [a for a in listed if a["description"] == "IoT Center: pi-race"]
+    assert len(mine) == 1
+    # (InfluxDB 2.9 redacts tokens in listings; the winner's token working proves it is this one.)
+    env = requests.get(
+        f"{center.url}/api/env/pi-race", headers=tok(winner["influx_token"]), timeout=10
+    )
+    assert env.status_code == 200, env.text
