@@ -157,6 +157,8 @@ def device_env(device_id: str):
         raise ApiError(
             401, "unauthorized", "Missing credential: send 'Authorization: Token <device token>'."
         )
+    if caller.role is Role.TOKEN:
+        return device_reads_own_config(device_id, caller.token)
     device = reg.get(device_id, with_token=True)
     if caller.role is Role.ADMIN:
         if device is None:
@@ -185,14 +187,23 @@ def device_env(device_id: str):
             f"Device {device_id} is already registered; POST /api/devices with "
             '"replace": true to re-provision it.',
         )
-    # A device token.
+
+
+def device_reads_own_config(device_id: str, token: str) -> Response:
+    """A device token: the common case, answered from the worker's recent copy of the record
+    when the token matches it; anything else is decided on a fresh read."""
+    reg = services().registry
+    device = reg.get_recent(device_id)
+    if device is not None and reg.token_matches(device, token):
+        return config_response(device_config(device, False))
+    device = reg.get_fresh(device_id)
     if device is None:
         raise ApiError(
             404, "not_registered", f"Device {device_id} is not registered (was it removed?)."
         )
-    if reg.token_matches(device, caller.token):
+    if reg.token_matches(device, token):
         return config_response(device_config(device, False))
-    if reg.device_for_token(caller.token):
+    if reg.device_for_token(token):
         raise ApiError(403, "forbidden", "This token belongs to another device.")
     raise ApiError(401, "unauthorized", "The token is not valid for this device.")
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hmac
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,11 +33,16 @@ from(bucket: p_bucket)
   |> last()
 """
 
+# Two small fields per device, merged into one table: the client parses one table of rows,
+# not three tables per device.
 LIST_FLUX = """
 from(bucket: p_bucket)
   |> range(start: 0)
-  |> filter(fn: (r) => r._measurement == "deviceauth" and r._field != "token")
+  |> filter(fn: (r) => r._measurement == "deviceauth"
+                       and (r._field == "createdAt" or r._field == "updatedAt"))
   |> last()
+  |> keep(columns: ["deviceId", "_field", "_value"])
+  |> group()
 """
 
 OWNER_OF_CREDENTIAL_FLUX = """
@@ -59,7 +65,11 @@ from(bucket: p_bucket)
   |> filter(fn: (r) => r._measurement == p_measurement and r._field == "Temperature")
   |> last()
   |> keep(columns: ["_time", "clientId"])
+  |> group()
 """
+
+
+RECENT_MAX = 20_000  # device records a worker keeps for device requests
 
 
 class DeviceExists(Exception):
@@ -105,6 +115,9 @@ class DeviceRegistry:
         # Registrations are rare: one at a time per process. Between processes (gunicorn
         # workers, several servers) the first record written wins; see `register`.
         self._register_lock = threading.Lock()
+        # Device records recently read for device requests: (when read, record with token).
+        self._recent: dict[str, tuple[float, Device]] = {}
+        self._recent_lock = threading.Lock()
 
     @property
     def _devices_bucket(self) -> str:
@@ -132,25 +145,52 @@ class DeviceRegistry:
             record_time=max(rec.get_time() for rec in records),
         )
 
+    def get_recent(self, device_id: str) -> Device | None:
+        """The device's record with token, from this worker's copy if younger than
+        DEVICE_CACHE_SECONDS: devices fetch their configuration often, and a Flux query per
+        request is what limits that endpoint. Callers fall back to `get` on a mismatch."""
+        ttl = self.settings.DEVICE_CACHE_SECONDS
+        now = time.monotonic()
+        with self._recent_lock:
+            hit = self._recent.get(device_id)
+        if hit and now - hit[0] < ttl:
+            return hit[1]
+        return self.get_fresh(device_id)
+
+    def get_fresh(self, device_id: str) -> Device | None:
+        device = self.get(device_id, with_token=True)
+        with self._recent_lock:
+            if device is None or not self.settings.DEVICE_CACHE_SECONDS:
+                self._recent.pop(device_id, None)
+            else:
+                if len(self._recent) >= RECENT_MAX:
+                    self._recent.pop(next(iter(self._recent)))  # oldest inserted
+                self._recent[device_id] = (time.monotonic(), device)
+        return device
+
+    def forget(self, device_id: str) -> None:
+        with self._recent_lock:
+            self._recent.pop(device_id, None)
+
     def list(self, with_last_seen: bool = True) -> list[Device]:
         tables = self.influx.query(
             LIST_FLUX, {"bucket": self._devices_bucket}, "list the registered devices"
         )
-        rows: dict[str, dict[str, Any]] = {}
+        rows: dict[str, dict[str, str]] = {}
         for t in tables:
             for rec in t.records:
-                rows.setdefault(rec.values["deviceId"], {})[rec.get_field()] = rec.get_value()
+                rows.setdefault(rec.values["deviceId"], {})[rec.get_field()] = str(rec.get_value())
         seen = self.last_seen() if with_last_seen else {}
+        # A listing carries no authorization id: nothing that shows a list needs it.
         devices = [
             Device(
                 device_id=dev_id,
-                auth_id=str(v.get("key", "")),
-                created_at=str(v.get("createdAt", "")),
-                updated_at=str(v.get("updatedAt", v.get("createdAt", ""))),
+                auth_id="",
+                created_at=v.get("createdAt", ""),
+                updated_at=v.get("updatedAt", v.get("createdAt", "")),
                 last_seen=seen.get(dev_id),
             )
             for dev_id, v in rows.items()
-            if v.get("key")
         ]
         return sorted(devices, key=lambda d: d.device_id)
 
@@ -201,7 +241,10 @@ class DeviceRegistry:
         """
         contract.validate_device_id(device_id)
         with self._register_lock:
-            return self._register(device_id, replace)
+            try:
+                return self._register(device_id, replace)
+            finally:
+                self.forget(device_id)
 
     def _register(self, device_id: str, replace: bool) -> tuple[Device, bool]:
         existing = self.get(device_id)
@@ -239,6 +282,7 @@ class DeviceRegistry:
         return device, existing is None
 
     def remove(self, device_id: str, delete_data: bool = False) -> None:
+        self.forget(device_id)
         existing = self.get(device_id)
         if existing is None:
             raise DeviceNotFound(device_id)

@@ -79,6 +79,10 @@ class Settings:
     ADMIN_PASSWORD_HASH: str = field(default="", repr=False)
     # A device counts as offline after this many missed measurement intervals.
     OFFLINE_AFTER_INTERVALS: int = 3
+    # How long a worker may answer a device from its copy of the device's record (0: never).
+    # A removed device may read its configuration this long after removal, in other workers;
+    # its InfluxDB token is revoked at once regardless.
+    DEVICE_CACHE_SECONDS: int = 30
     source: str = ""
 
     @property
@@ -139,6 +143,8 @@ class Settings:
                 values[f.name] = _positive_int(f.name, text)
             elif f.name == "TELEMETRY_RETENTION_DAYS":
                 values[f.name] = _positive_int(f.name, text, 1, 36500)
+            elif f.name == "DEVICE_CACHE_SECONDS":
+                values[f.name] = _positive_int(f.name, text, 0, 3600)
             elif f.name == "OFFLINE_AFTER_INTERVALS":
                 values[f.name] = _positive_int(f.name, text, 1, 1000)
             elif f.name == "DEFAULT_LAT":

@@ -464,3 +464,20 @@ def test_concurrent_registrations_of_one_id_leave_one_device_and_one_token(
         f"{center.url}/api/env/pi-race", headers=tok(winner["influx_token"]), timeout=10
     )
     assert env.status_code == 200, env.text
+
+
+def test_warm_device_cache_still_checks_every_token(center: CenterServer) -> None:
+    a = center.register("pi-warm-a")
+    b = center.register("pi-warm-b")
+    for _ in range(3):  # warm this worker's copy of both records
+        for cfg in (a, b):
+            r = requests.get(
+                f"{center.url}/api/env/{cfg['id']}", headers=tok(cfg["influx_token"]), timeout=10
+            )
+            assert r.status_code == 200
+    url = f"{center.url}/api/env/pi-warm-b"
+    assert requests.get(url, headers=tok(a["influx_token"]), timeout=10).status_code == 403
+    assert requests.get(url, headers=tok(b["influx_token"] + "x"), timeout=10).status_code == 401
+    assert requests.get(url, timeout=10).status_code == 401
+    requests.delete(f"{center.url}/api/devices/pi-warm-b", headers=center.admin(), timeout=10)
+    assert requests.get(url, headers=tok(b["influx_token"]), timeout=10).status_code == 404

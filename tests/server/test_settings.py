@@ -102,3 +102,11 @@ def test_cli_help_explains_commands() -> None:
     assert out.returncode == 0
     for word in ("run", "setup", "simulate", "INFLUX_URL", "config.ini"):
         assert word in out.stdout
+
+
+def test_device_cache_seconds_is_checked(tmp_path: Path) -> None:
+    ini = write_ini(tmp_path / "config.ini", {**GOOD, "DEVICE_CACHE_SECONDS": "0"})
+    assert Settings.load(ini, environ={}).DEVICE_CACHE_SECONDS == 0
+    ini = write_ini(tmp_path / "config.ini", {**GOOD, "DEVICE_CACHE_SECONDS": "-5"})
+    with pytest.raises(ConfigError, match="DEVICE_CACHE_SECONDS must be between 0 and 3600"):
+        Settings.load(ini, environ={})
