@@ -45,6 +45,7 @@ def validate_device_id(value: object) -> str:
 
 # --- Telemetry data model ---------------------------------------------------------------
 
+MIN_MEASUREMENT_INTERVAL = 0.01  # seconds: 100 readings/s at most
 MEASUREMENT = "environment"
 HEALTH_MEASUREMENT = "agent"
 TAG_CLIENT_ID = "clientId"
@@ -107,7 +108,7 @@ class DeviceConfig:
     id: str
     default_lat: float
     default_lon: float
-    measurement_interval: int  # seconds between readings
+    measurement_interval: float  # seconds between readings (an int unless fractional)
     newlyRegistered: bool
     createdAt: str
     updatedAt: str
@@ -150,10 +151,18 @@ class DeviceConfig:
                 raise InvalidDeviceConfig(f"device configuration field '{name}' has the wrong type")
             values[name] = value
         validate_device_id(values["id"])
-        for name in ("measurement_interval", "configuration_refresh"):
-            if not 1 <= values[name] <= 86400:  # type: ignore[operator]
-                raise InvalidDeviceConfig(f"'{name}' must be between 1 and 86400 seconds")
-            values[name] = int(values[name])  # type: ignore[call-overload]
+        # A fractional measurement interval (down to 0.01 s: 100 readings/s) is honoured;
+        # whole seconds stay ints, as the IoT Center sends them.
+        interval = float(values["measurement_interval"])  # type: ignore[arg-type]
+        if not MIN_MEASUREMENT_INTERVAL <= interval <= 86400:
+            raise InvalidDeviceConfig(
+                f"'measurement_interval' must be between {MIN_MEASUREMENT_INTERVAL} and 86400 "
+                "seconds"
+            )
+        values["measurement_interval"] = int(interval) if interval.is_integer() else interval
+        if not 1 <= values["configuration_refresh"] <= 86400:  # type: ignore[operator]
+            raise InvalidDeviceConfig("'configuration_refresh' must be between 1 and 86400 seconds")
+        values["configuration_refresh"] = int(values["configuration_refresh"])  # type: ignore[call-overload]
         for name in ("default_lat", "default_lon"):
             values[name] = float(values[name])  # type: ignore[arg-type]
         if not -90 <= values["default_lat"] <= 90 or not -180 <= values["default_lon"] <= 180:  # type: ignore[operator]

@@ -125,7 +125,7 @@ class Agent:
             return self._target
 
     @property
-    def measurement_interval(self) -> int:
+    def measurement_interval(self) -> float:
         if self.settings.measurement_interval_override:
             return self.settings.measurement_interval_override
         return self.config.measurement_interval if self.config else 60
@@ -149,7 +149,7 @@ class Agent:
         if old is None:
             log.info(
                 "device configuration from %s: InfluxDB %s, org %s, bucket %s, "
-                "measurement every %d s, refresh every %d s",
+                "measurement every %g s, refresh every %d s",
                 source,
                 config.influx_url,
                 config.influx_org,
@@ -415,7 +415,7 @@ class Agent:
                 self.device_id, s.sensor, s.fallback, s.i2c_addresses, s.sensor_reinit_after
             )
             log.info(
-                "measuring with %s every %d s", self.sensor.describe(), self.measurement_interval
+                "measuring with %s every %g s", self.sensor.describe(), self.measurement_interval
             )
         if not self._stop.is_set():
             self.state = "running"
@@ -432,7 +432,7 @@ class Agent:
             if self.measurement_interval != interval:
                 next_read = next_read - interval + self.measurement_interval
                 interval = self.measurement_interval
-                log.info("measurement interval is now %d s", interval)
+                log.info("measurement interval is now %g s", interval)
             if now >= next_read:
                 self._guard(self.read_once)
                 next_read += interval

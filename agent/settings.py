@@ -77,7 +77,7 @@ class Settings:
     clock_min_year: int = 2025
     clock_wait_max: float = 900.0
     # Loop.
-    measurement_interval_override: int | None = None
+    measurement_interval_override: float | None = None  # seconds, >= 0.01 (50/s: 0.02)
     configuration_refresh_override: int | None = None
     removed_retry: float = 600.0
     health_interval: float = 60.0
@@ -108,6 +108,13 @@ def _parse(key: str, raw: str, kind: str, where: str) -> object:
             return value
         if kind == "optint":
             return None if raw.lower() in ("", "none", "off") else int(raw, 0)
+        if kind == "optfloat":
+            if raw.lower() in ("", "none", "off"):
+                return None
+            value = float(raw)
+            if value != value or value in (float("inf"), float("-inf")):
+                raise ValueError
+            return int(value) if value.is_integer() else value
         if kind == "path":
             return Path(raw).expanduser() if raw else None
         if kind == "addresses":
@@ -119,6 +126,7 @@ def _parse(key: str, raw: str, kind: str, where: str) -> object:
         expected = {
             "int": "an integer",
             "optint": "an integer or 'none'",
+            "optfloat": "a number or 'none'",
             "float": "a number",
             "addresses": "a comma-separated list of I2C addresses such as 0x77, 0x76",
         }.get(kind, kind)
@@ -144,7 +152,7 @@ _KINDS = {
     "button_pin": "optint",
     "clock_min_year": "int",
     "clock_wait_max": "float",
-    "measurement_interval_override": "optint",
+    "measurement_interval_override": "optfloat",
     "configuration_refresh_override": "optint",
     "removed_retry": "float",
     "health_interval": "float",
@@ -248,9 +256,14 @@ def load(
     for key in ("buffer_max_points", "batch_size", "sensor_reinit_after"):
         if key in values and int(values[key]) < 1:  # type: ignore[call-overload]
             raise SettingsError(f"{source}: '{key}' must be at least 1")
-    for key in ("measurement_interval_override", "configuration_refresh_override"):
-        if values.get(key) is not None and not 1 <= int(values[key]) <= 86400:  # type: ignore[call-overload]
-            raise SettingsError(f"{source}: '{key}' must be between 1 and 86400 seconds")
+    override = values.get("measurement_interval_override")
+    if override is not None and not 0.01 <= float(override) <= 86400:  # type: ignore[arg-type]
+        raise SettingsError(
+            f"{source}: 'measurement_interval_override' must be between 0.01 and 86400 seconds"
+        )
+    key = "configuration_refresh_override"
+    if values.get(key) is not None and not 1 <= int(values[key]) <= 86400:  # type: ignore[call-overload]
+        raise SettingsError(f"{source}: '{key}' must be between 1 and 86400 seconds")
     for key, kind in _KINDS.items():
         if kind == "float" and key in values and float(values[key]) < 0:  # type: ignore[arg-type]
             raise SettingsError(f"{source}: '{key}' must not be negative")

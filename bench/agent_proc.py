@@ -1,11 +1,8 @@
-"""The agent as its own process for the footprint benchmark: `python -m bench.agent_proc SECONDS`.
+"""The bare-interpreter baseline of the footprint benchmark: `python -m bench.agent_proc baseline`
+imports only what the agent depends on, then idles.
 
-Exactly `iot-agent run` (same settings from the environment, same logging, same Agent), except
-that the measurement interval is SECONDS, which may be fractional (50 readings/s = 0.02):
-agent settings only take whole seconds (measurement_interval_override is an integer), so this
-subclass overrides the one property the main loop reads.
-`python -m bench.agent_proc baseline` instead imports only what the agent depends on, then
-idles: the bare-interpreter baseline.
+(The agent itself runs as `iot-agent run` at every rate: measurement_interval_override takes
+fractional seconds, so 50 readings/s is IOT_AGENT_MEASUREMENT_INTERVAL_OVERRIDE=0.02.)
 """
 
 from __future__ import annotations
@@ -29,22 +26,9 @@ def baseline() -> int:
 
 
 def main(argv: list[str]) -> int:
-    if argv[0] == "baseline":
+    if argv and argv[0] == "baseline":
         return baseline()
-    interval = float(argv[0])
-    from agent.cli import _setup_logging
-    from agent.loop import Agent
-    from agent.settings import load
-
-    class FractionalAgent(Agent):
-        @property
-        def measurement_interval(self) -> float:  # type: ignore[override]
-            return interval
-
-    _setup_logging(False)
-    agent = FractionalAgent(load(None))
-    agent.install_signal_handlers()
-    return agent.run()
+    raise SystemExit("usage: python -m bench.agent_proc baseline")
 
 
 if __name__ == "__main__":

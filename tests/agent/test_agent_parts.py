@@ -9,6 +9,7 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 
 from agent import clock, contract, systemd
 from agent.center import CenterClient, CenterUnavailable, load_cached
-from agent.contract import DeviceConfig
+from agent.contract import DeviceConfig, InvalidDeviceConfig
 from agent.health import Health, cpu_temperature
 from agent.led import State
 from agent.loop import Agent, reading_point
@@ -281,3 +282,29 @@ def test_clock_falls_back_when_adjtimex_is_forbidden(monkeypatch, tmp_path):
     flag.unlink()
     monkeypatch.setenv("PATH", str(tmp_path))  # no timedatectl either: nobody knows
     assert clock.synchronised() is None
+
+
+def test_server_interval_may_be_fractional():
+    data = config().to_dict()
+    assert DeviceConfig.from_dict({**data, "measurement_interval": 0.5}).measurement_interval == 0.5
+    whole = DeviceConfig.from_dict({**data, "measurement_interval": 60.0}).measurement_interval
+    assert whole == 60 and isinstance(whole, int)
+    for bad in (0.001, 0, 86401):
+        with pytest.raises(InvalidDeviceConfig, match="measurement_interval"):
+            DeviceConfig.from_dict({**data, "measurement_interval": bad})
+
+
+def test_main_loop_reads_at_a_fractional_interval(tmp_path):
+    """0.02 s = 50 readings/s: about 25 readings in half a second (loose: a busy machine)."""
+    agent = make_agent(tmp_path, measurement_interval_override=0.02, health_interval=0)
+    agent.apply(config(), "saved copy", 1.0)
+    assert agent.measurement_interval == 0.02
+    loop = threading.Thread(target=agent._main_loop)
+    loop.start()
+    time.sleep(0.5)
+    agent._stop.set()
+    agent._wake.set()
+    loop.join(5)
+    n = agent.buffer.counters()["readings"]
+    agent.buffer.close()
+    assert 5 <= n <= 40, n

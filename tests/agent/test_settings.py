@@ -88,3 +88,18 @@ def test_errors_name_file_and_key(tmp_path, text, env, message):
 def test_explicit_config_must_exist(tmp_path):
     with pytest.raises(SettingsError, match=r"absent.ini: no such file"):
         load(tmp_path / "absent.ini", env={}, required=True)
+
+
+def test_fractional_measurement_interval(tmp_path):
+    """50 readings/s is a setting (0.02), not a subclass; whole seconds stay ints."""
+    path = ini(tmp_path, BASE + "measurement_interval_override = 0.02\n")
+    assert load(path, env={}).measurement_interval_override == 0.02
+    env = {"IOT_AGENT_MEASUREMENT_INTERVAL_OVERRIDE": "1"}
+    got = load(path, env=env).measurement_interval_override
+    assert got == 1 and isinstance(got, int)
+    assert load(ini(tmp_path, BASE + "measurement_interval_override = none\n"), env={})
+    for bad in ("0.001", "0", "-1", "86401"):
+        with pytest.raises(SettingsError, match=r"between 0.01 and 86400 seconds"):
+            load(path, env={"IOT_AGENT_MEASUREMENT_INTERVAL_OVERRIDE": bad})
+    with pytest.raises(SettingsError, match=r"is not a number or 'none'"):
+        load(path, env={"IOT_AGENT_MEASUREMENT_INTERVAL_OVERRIDE": "nan"})
