@@ -100,6 +100,10 @@ class Buffer:
     def _start_fresh(self, exc: Exception) -> sqlite3.Connection:
         stamp = time.strftime("%Y%m%dT%H%M%S")
         aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        n = 1
+        while aside.exists():  # twice in one second (at open, then mid-run): never overwrite
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{n}")
+            n += 1
         for suffix in ("", "-wal", "-shm"):
             src = Path(str(self.path) + suffix)
             if src.exists():
@@ -207,13 +211,14 @@ class Buffer:
                 return dropped
             raise exc or sqlite3.OperationalError("database or disk is full")
 
-    def peek(self, limit: int) -> list[Entry]:
-        """The oldest `limit` points, still stored until acked."""
-        rows = self._run(
-            lambda c: c.execute(
-                "SELECT id, line FROM points ORDER BY id LIMIT ?", (limit,)
-            ).fetchall()
-        )
+    def peek(self, limit: int, after: int | None = None) -> list[Entry]:
+        """The oldest `limit` points (with ids above `after`, if given), stored until acked."""
+        if after is None:
+            sql, args = "SELECT id, line FROM points ORDER BY id LIMIT ?", (limit,)
+        else:
+            sql = "SELECT id, line FROM points WHERE id > ? ORDER BY id LIMIT ?"
+            args = (after, limit)
+        rows = self._run(lambda c: c.execute(sql, args).fetchall())
         return [Entry(i, line) for i, line in rows]
 
     def ack(self, ids: Iterable[int]) -> int:
@@ -228,11 +233,16 @@ class Buffer:
         if not ids:
             return 0
 
+        runs, singles = _runs(ids)
+
         def op(conn: sqlite3.Connection) -> int:
             removed = 0
             with _transaction(conn):
-                for start in range(0, len(ids), _CHUNK):
-                    chunk = ids[start : start + _CHUNK]
+                for low, high in runs:  # a batch is mostly one run of consecutive ids
+                    cur = conn.execute("DELETE FROM points WHERE id BETWEEN ? AND ?", (low, high))
+                    removed += cur.rowcount
+                for start in range(0, len(singles), _CHUNK):
+                    chunk = singles[start : start + _CHUNK]
                     marks = ",".join("?" * len(chunk))
                     cur = conn.execute(f"DELETE FROM points WHERE id IN ({marks})", chunk)  # noqa: S608
                     removed += cur.rowcount
@@ -342,6 +352,24 @@ class _transaction:
                 self.conn.execute("ROLLBACK")
             except sqlite3.Error as exc:
                 log.warning("buffer rollback failed: %s", exc)
+
+
+def _runs(ids: list[int]) -> tuple[list[tuple[int, int]], list[int]]:
+    """Split ids into runs of consecutive ids (first, last) and the ids left on their own."""
+    runs: list[tuple[int, int]] = []
+    singles: list[int] = []
+    ordered = sorted(set(ids))
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
+            j += 1
+        if j - i >= 2:
+            runs.append((ordered[i], ordered[j]))
+        else:
+            singles.extend(ordered[i : j + 1])
+        i = j + 1
+    return runs, singles
 
 
 def _is_full(exc: sqlite3.Error) -> bool:

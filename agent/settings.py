@@ -36,6 +36,7 @@ ENV_ALIASES = {
 SENSOR_CHOICES = ("auto", "bme280", "virtual")
 FALLBACK_CHOICES = ("auto", "virtual", "never")
 SYNC_CHOICES = ("normal", "full")
+COMPRESSION_CHOICES = ("gzip", "none")
 CLOCK_CHOICES = ("auto", "floor", "off")
 
 
@@ -59,6 +60,9 @@ class Settings:
     sync_interval: float = 5.0
     # Writer.
     batch_size: int = 1000
+    drain_batch_size: int = 5000  # points per request while draining a backlog
+    write_concurrency: int = 3  # requests in flight while draining a backlog
+    http_compression: str = "gzip"  # request bodies over 1 KB: "gzip" or "none"
     flush_interval: float = 1.0
     http_timeout: float = 10.0
     retry_initial: float = 1.0
@@ -141,6 +145,8 @@ _KINDS = {
     "buffer_max_points": "int",
     "sync_interval": "float",
     "batch_size": "int",
+    "drain_batch_size": "int",
+    "write_concurrency": "int",
     "flush_interval": "float",
     "http_timeout": "float",
     "retry_initial": "float",
@@ -162,6 +168,7 @@ _CHOICES = {
     "sensor": SENSOR_CHOICES,
     "fallback": FALLBACK_CHOICES,
     "buffer_sync": SYNC_CHOICES,
+    "http_compression": COMPRESSION_CHOICES,
     "clock_check": CLOCK_CHOICES,
 }
 _KNOWN = {f.name for f in fields(Settings)}
@@ -253,7 +260,13 @@ def load(
         if not values["device_token"]:
             raise SettingsError(f"{source}: 'device_token_file' {token_file} is empty")
 
-    for key in ("buffer_max_points", "batch_size", "sensor_reinit_after"):
+    for key in (
+        "buffer_max_points",
+        "batch_size",
+        "drain_batch_size",
+        "write_concurrency",
+        "sensor_reinit_after",
+    ):
         if key in values and int(values[key]) < 1:  # type: ignore[call-overload]
             raise SettingsError(f"{source}: '{key}' must be at least 1")
     override = values.get("measurement_interval_override")

@@ -10,6 +10,12 @@ Failure classes (like Telegraf's, but nothing is dropped for being late):
   isolated; those are logged and dropped, the rest are written;
 - 413 (request too large): the batch is split in halves.
 
+Steady state (the buffer holds at most `batch_size` points) is one request at a time. While
+draining a backlog, up to `concurrency` requests of `drain_batch_size` points are in flight
+over disjoint id ranges (each retried and bisected on its own, acked by id as it succeeds): one
+request keeps InfluxDB busy on about one core. Bodies over 16 KB are gzip-compressed
+(`Content-Encoding: gzip`) unless `compress` is off.
+
 Points are acked in the buffer only after a 2xx. A batch re-sent after a lost answer overwrites
 the same points (explicit timestamps), so delivery is at least once and storage exactly once.
 """
@@ -17,12 +23,14 @@ the same points (explicit timestamps), so delivery is at least once and storage 
 from __future__ import annotations
 
 import email.utils
+import gzip
 import json
 import logging
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
@@ -42,6 +50,9 @@ from agent.contract import DeviceConfig
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_MAX = 3600.0  # a server asking for more than an hour is probably confused
+# Bodies smaller than this (a caught-up agent's readings, ~60 points) are sent as they are:
+# compressing them saves little and costs CPU on every request; a backlog is compressed.
+GZIP_MIN_BYTES = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -171,6 +182,9 @@ class Writer:
         target: Callable[[], Target | None],
         *,
         batch_size: int = 1000,
+        drain_batch_size: int = 5000,
+        concurrency: int = 3,
+        compress: bool = True,
         flush_interval: float = 1.0,
         timeout: float = 10.0,
         retry_initial: float = 1.0,
@@ -181,6 +195,11 @@ class Writer:
         self.buffer = buffer
         self._target = target
         self.batch_size = batch_size
+        self.drain_batch_size = max(batch_size, drain_batch_size)
+        self.concurrency = max(1, concurrency)
+        self.compress = compress
+        self._pool: ThreadPoolExecutor | None = None
+        self._local = threading.local()  # per sending thread: did the server say how long
         self.flush_interval = flush_interval
         self.timeout = timeout
         self.on_needs_config = on_needs_config
@@ -194,7 +213,6 @@ class Writer:
         self._wake = threading.Event()  # cut a backoff short (button, shutdown, new config)
         self._data = threading.Event()  # new points were buffered
         self._deadline: float | None = None
-        self._server_said_wait = False
         self._thread: threading.Thread | None = None
 
     # --- one HTTP request ---------------------------------------------------------------
@@ -205,15 +223,17 @@ class Writer:
         timeout = self.timeout
         if self._deadline is not None:
             timeout = max(0.5, min(timeout, self._deadline - time.monotonic()))
+        body = "\n".join(lines).encode("utf-8")
+        headers = {
+            "Authorization": f"Token {target.token}",
+            "Content-Type": "text/plain; charset=utf-8",
+        }
+        if self.compress and len(body) >= GZIP_MIN_BYTES:
+            body = gzip.compress(body, compresslevel=1)
+            headers["Content-Encoding"] = "gzip"
         try:
             resp = self.session.post(
-                target.write_url,
-                data="\n".join(lines).encode("utf-8"),
-                headers={
-                    "Authorization": f"Token {target.token}",
-                    "Content-Type": "text/plain; charset=utf-8",
-                },
-                timeout=(min(5.0, timeout), timeout),
+                target.write_url, data=body, headers=headers, timeout=(min(5.0, timeout), timeout)
             )
         except requests.RequestException as exc:
             raise Retryable(
@@ -225,8 +245,8 @@ class Writer:
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
-        self._server_said_wait = isinstance(exc, Retryable) and exc.retry_after is not None
-        if self._server_said_wait:
+        self._local.server_said_wait = isinstance(exc, Retryable) and exc.retry_after is not None
+        if self._local.server_said_wait:
             return exc.retry_after  # type: ignore[union-attr]
         return self._backoff(state)
 
@@ -250,7 +270,8 @@ class Writer:
             self._wake.clear()
             if not woke:
                 return
-            if not self._server_said_wait or self._deadline is not None or self._target() != target:
+            server_said_wait = getattr(self._local, "server_said_wait", False)
+            if not server_said_wait or self._deadline is not None or self._target() != target:
                 return
 
     def _before_sleep(self, state: RetryCallState) -> None:
@@ -312,11 +333,55 @@ class Writer:
         self.buffer.ack(e.id for e in items)
 
     def flush_once(self) -> int:
-        """Deliver (or drop as malformed) the oldest batch; return its size, 0 if empty."""
-        batch = self.buffer.peek(self.batch_size)
-        if batch:
-            self._deliver(batch)
-        return len(batch)
+        """Deliver (or drop as malformed) the oldest points; return how many, 0 if empty.
+
+        Up to `batch_size` waiting: one request. More (a backlog): `_drain`."""
+        batch = self.buffer.peek(self.batch_size + 1)
+        if len(batch) <= self.batch_size or (
+            self.concurrency == 1 and self.drain_batch_size == self.batch_size
+        ):
+            batch = batch[: self.batch_size]
+            if batch:
+                self._deliver(batch)
+            return len(batch)
+        return self._drain()
+
+    def _drain(self) -> int:
+        """Keep up to `concurrency` requests of `drain_batch_size` in flight, each over its
+        own id range (read after the last one handed out, so no point is in two requests),
+        until the backlog is down to one short batch. Each is delivered with the full policy
+        (retry, bisect, split) and acked by id when stored. The first error (stop, buffer
+        closed) is raised once every request in flight has ended."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="writer-send")
+        inflight: set[Future] = set()
+        after: int | None = None
+        total = 0
+        more = True
+        error: BaseException | None = None
+        try:
+            while True:
+                while more and error is None and len(inflight) < self.concurrency:
+                    chunk = self.buffer.peek(self.drain_batch_size, after=after)
+                    if not chunk:
+                        more = False
+                        break
+                    after = chunk[-1].id
+                    total += len(chunk)
+                    inflight.add(self._pool.submit(self._deliver, chunk))
+                    more = len(chunk) == self.drain_batch_size
+                if not inflight:
+                    break
+                done, inflight = wait(inflight, return_when=FIRST_COMPLETED)
+                for f in done:
+                    if error is None and f.exception() is not None:
+                        error = f.exception()
+        finally:
+            for f in inflight:  # an error in this thread: let the others finish first
+                f.exception()
+        if error is not None:
+            raise error
+        return total
 
     # --- thread -------------------------------------------------------------------------
 
@@ -380,3 +445,5 @@ class Writer:
         self._data.set()
         if self._thread is not None:
             self._thread.join(self.timeout + 1.0)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)

@@ -205,3 +205,61 @@ def test_caught_up_writer_batches_readings_per_flush_interval(tmp_path):
     assert w.finish(2)
     assert len(influx.stored) == 20
     assert len(influx.calls) <= 4, influx.calls  # ~1 request per 0.5 s, not 20
+
+
+def test_backlog_drains_with_requests_in_flight_over_disjoint_ranges(tmp_path):
+    sent: list[str] = []
+    lock = threading.Lock()
+    active = [0, 0]  # now, most at once
+
+    def influx(lines, target):
+        with lock:
+            active[0] += 1
+            active[1] = max(active[1], active[0])
+        time.sleep(0.01)
+        with lock:
+            active[0] -= 1
+            if any("bad" in line for line in lines):
+                raise BadPoints("unable to parse", 400)
+            sent.extend(lines)
+
+    w, buf = make_writer(tmp_path, influx, batch_size=100, drain_batch_size=1000, concurrency=3)
+    good = [f"m v={i} {i}" for i in range(12_000)]
+    buf.append([*good[:5000], "m bad=1 1", *good[5000:]])
+    total = 0
+    while n := w.flush_once():
+        total += n
+    assert total == 12_001 and buf.depth() == 0
+    assert sorted(sent) == sorted(good)  # each point stored once, none lost
+    assert active[1] >= 2  # requests overlapped
+    assert buf.counters()["written"] == 12_000 and buf.counters()["rejected"] == 1
+
+
+def test_caught_up_is_one_request_and_large_bodies_are_gzipped(tmp_path):
+    import gzip
+
+    posts = []
+
+    class Session:
+        def post(self, url, data, headers, timeout):
+            posts.append((data, headers))
+
+            class R:
+                status_code, headers, text = 204, {}, ""
+
+            return R()
+
+    buf = Buffer(tmp_path / "b.sqlite")
+    w = Writer(buf, lambda: Target("http://x/api/v2/write", "t"), session=Session(), batch_size=500)
+    buf.append("m v=1 1")
+    assert w.flush_once() == 1
+    assert posts[-1] == (b"m v=1 1", posts[-1][1]) and "Content-Encoding" not in posts[-1][1]
+    lines = [f"environment,clientId=pi-1 Temperature={i}.5 {i}" for i in range(500)]
+    buf.append(lines)
+    assert w.flush_once() == 500 and len(posts) == 2
+    assert posts[-1][1]["Content-Encoding"] == "gzip"
+    assert gzip.decompress(posts[-1][0]).decode() == "\n".join(lines)
+    w.compress = False
+    buf.append(lines)
+    w.flush_once()
+    assert "Content-Encoding" not in posts[-1][1]
