@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from agent.buffer import Buffer, BufferClosed, read_counters
+from agent.buffer import PAGE_SIZE, Buffer, BufferClosed, read_counters
 
 
 def lines(n: int, start: int = 0) -> list[str]:
@@ -221,3 +221,86 @@ def test_append_work_does_not_grow_with_depth(tmp_path):
         buf.append(lines(20_000, 100))
         deep = steps(buf)
     assert deep < 2 * shallow + 50, (shallow, deep)
+
+
+def _legacy_buffer(path, n: int) -> None:
+    """A buffer as earlier versions made it: AUTOINCREMENT, WAL."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.executescript(
+        "CREATE TABLE points (id INTEGER PRIMARY KEY AUTOINCREMENT, line TEXT NOT NULL);"
+        "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+    )
+    conn.executemany("INSERT INTO points(line) VALUES (?)", [(x,) for x in lines(n + 5)])
+    conn.execute("DELETE FROM points WHERE id > ?", (n,))  # the highest ids were acked
+    conn.execute("INSERT INTO counters VALUES ('appended', ?), ('written', 5)", (n + 5,))
+    conn.close()
+
+
+def test_new_buffer_has_no_autoincrement(tmp_path):
+    with Buffer(tmp_path / "b.sqlite") as buf:
+        buf.append(lines(3))
+        conn = buf._conn
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == PAGE_SIZE
+        sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'points'").fetchone()[0]
+        assert "AUTOINCREMENT" not in sql.upper()
+
+
+def test_ids_are_never_reused_while_the_process_runs(tmp_path):
+    """INTEGER PRIMARY KEY alone would hand out max+1 again after the highest row is deleted;
+    an ack of a batch still in flight could then delete a newer, unsent point."""
+    with Buffer(tmp_path / "b.sqlite") as buf:
+        buf.append(lines(3))
+        buf.ack(e.id for e in buf.peek(10))
+        buf.append(lines(1, 3))
+        (e,) = buf.peek(10)
+        assert e.id == 4
+        buf.reject([e.id])
+        buf.append(lines(1, 4))
+        assert buf.peek(10)[0].id == 5
+    with Buffer(tmp_path / "b.sqlite") as buf:  # reopened: above the highest id in the file
+        buf.append(lines(1, 5))
+        assert [e.id for e in buf.peek(10)] == [5, 6]
+
+
+def test_one_append_writes_two_pages_not_three(tmp_path):
+    """SD-card wear: an append used to write three 4 KB WAL frames (points, sqlite_sequence,
+    counters). Measured as WAL growth, which SQLite makes deterministic."""
+    path = tmp_path / "b.sqlite"
+    with Buffer(path) as buf:
+        buf.append(lines(10))
+        buf.sync()
+        buf.append(lines(1, 10))  # the WAL restarts after a complete checkpoint
+        wal = path.with_name("b.sqlite-wal")
+        before = wal.stat().st_size
+        for i in range(20):
+            buf.append(lines(1, 11 + i), counter="readings")
+        per_append = (wal.stat().st_size - before) / 20
+    assert per_append <= 2 * (PAGE_SIZE + 24), per_append
+
+
+def test_buffer_of_an_earlier_version_is_rebuilt_and_keeps_everything(tmp_path):
+    path = tmp_path / "b.sqlite"
+    _legacy_buffer(path, 7)
+    with Buffer(path) as buf:
+        sql = buf._conn.execute("SELECT sql FROM sqlite_master WHERE name='points'").fetchone()
+        assert "AUTOINCREMENT" not in sql[0].upper()
+        assert [e.line for e in buf.peek(100)] == lines(7)
+        assert buf.counters()["appended"] == 12 and buf.counters()["written"] == 5
+        buf.append(lines(1, 7))
+        assert buf.peek(100)[-1].id == 8
+        assert buf._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_deep_buffer_of_an_earlier_version_is_used_as_it_is(tmp_path, monkeypatch):
+    import agent.buffer
+
+    monkeypatch.setattr(agent.buffer, "MIGRATE_MAX_POINTS", 3)
+    path = tmp_path / "b.sqlite"
+    _legacy_buffer(path, 7)
+    with Buffer(path) as buf:
+        sql = buf._conn.execute("SELECT sql FROM sqlite_master WHERE name='points'").fetchone()
+        assert "AUTOINCREMENT" in sql[0].upper()
+        buf.append(lines(1, 7))
+        assert buf.peek(100)[-1].id == 13  # above the acked ids AUTOINCREMENT remembered
+        assert buf.depth() == 8
