@@ -5,8 +5,7 @@
 - ack: after each block, peek + ack of that block, as the writer does (so the buffer stays
   shallow, as it does while InfluxDB is reachable);
 - append at depth: the same single append when the buffer already holds 100,000 (and 500,000,
-  the default bound) readings, i.e. during an outage; beside it a what-if with one query of
-  agent.buffer changed (see buffer_append_at_depth_whatif_fixed);
+  the default bound) readings, i.e. during an outage (it should stay flat);
 - sync: Buffer.sync() (a passive WAL checkpoint) as the loop calls it every sync_interval;
 - size: 1,000,000 readings appended (in large transactions: the rows are the same), the
   database closed (checkpointed), then the file size; beside it the size of the same line
@@ -76,26 +75,13 @@ def append_ack(ctx: Ctx, lines: list[str], sync: str, batch: int, tag: str) -> d
     }
 
 
-def append_at_depth(
-    ctx: Ctx, lines: list[str], depths: list[int], probes: int, patched: bool = False
-) -> dict[int, float]:
+def append_at_depth(ctx: Ctx, lines: list[str], depths: list[int], probes: int) -> dict[int, float]:
     """Wall µs per single-reading append when the buffer already holds `depth` readings (an
-    outage in progress). `patched` is a what-if, not the agent as shipped: agent.buffer's
-    _upper_bound with min and max as two subqueries, which SQLite answers from the b-tree."""
+    outage in progress)."""
     import agent.buffer as ab
 
-    original = ab._upper_bound
-
-    def upper_bound_fixed(conn):
-        low, high = conn.execute(
-            "SELECT (SELECT min(id) FROM points), (SELECT max(id) FROM points)"
-        ).fetchone()
-        return 0 if low is None else high - low + 1
-
-    d = ctx.root / f"buffer-depth-{int(patched)}"
+    d = ctx.root / "buffer-depth"
     out: dict[int, float] = {}
-    if patched:
-        ab._upper_bound = upper_bound_fixed
     try:
         buf = ab.Buffer(d / "buffer.sqlite", max_points=max(depths) + probes * len(depths) + 1)
         have = 0
@@ -111,7 +97,6 @@ def append_at_depth(
             have += probes
         buf.close()
     finally:
-        ab._upper_bound = original
         shutil.rmtree(d, ignore_errors=True)
     return out
 
@@ -142,10 +127,9 @@ def run(ctx: Ctx) -> None:
             log(f"buffer round {i + 1}/{rounds}: append+ack {n:,} readings, sync={sync}")
             res[sync].append(append_ack(ctx, lines, sync, defaults["batch_size"], f"{sync}{i}"))
     depths = ctx.pick([0, 100_000], [0, 100_000, 500_000])
-    log(f"buffer: append cost at depths {depths} (shipped, then what-if)")
+    log(f"buffer: append cost at depths {depths}")
     pool = list(reading_lines("buffer-pi", time.time() - 3e6, 50_000, 1.0))
     shipped = append_at_depth(ctx, pool, depths, 200)
-    fixed = append_at_depth(ctx, pool, depths, 200, patched=True)
     log("buffer: size on disk of 1,000,000 readings")
     big = list(reading_lines("buffer-pi", time.time() - 2e6, ctx.pick(200_000, 1_000_000), 1.0))
     mb, text_mb = size_per_million(ctx, big)
@@ -190,11 +174,6 @@ def run(ctx: Ctx) -> None:
     )
     ctx.emit(
         NAME, "buffer_append_at_depth", **{f"us_at_{k // 1000}k": v for k, v in shipped.items()}
-    )
-    ctx.emit(
-        NAME,
-        "buffer_append_at_depth_whatif_fixed",
-        **{f"us_at_{k // 1000}k": v for k, v in fixed.items()},
     )
     ctx.target("3 buffer: append+ack per reading (sync=normal)", f"{per:.0f} us", "(report)", None)
     deepest = max(depths)
