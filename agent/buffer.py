@@ -66,6 +66,26 @@ class Entry:
     line: str
 
 
+@dataclass(frozen=True)
+class Batch:
+    """The stored points with ids `first`..`last` as one line-protocol body (UTF-8 bytes).
+
+    Built in SQLite (`group_concat`), so a batch of 10,000 costs no Python object per point
+    and no copy beyond the body itself (it is read as a blob: no decoding and re-encoding).
+    Ids only grow, so nothing appended later falls inside the range: acking the range acks
+    exactly what was sent (less any point dropped meanwhile to make room, counted as dropped).
+    """
+
+    first: int
+    last: int
+    count: int
+    body: bytes
+
+    @property
+    def lines(self) -> list[str]:
+        return self.body.decode("utf-8").split("\n")  # a line never holds a newline
+
+
 class Buffer:
     """Thread-safe: the reading loop appends while the writer thread peeks and acks."""
 
@@ -107,6 +127,10 @@ class Buffer:
             conn.execute(f"PRAGMA synchronous={self.sync_mode.upper()}")
             conn.execute("PRAGMA wal_autocheckpoint=1000")
             conn.execute(f"PRAGMA journal_size_limit={4 * 1024 * 1024}")  # WAL shrinks back
+            # Debian builds SQLite with secure delete on: every ack would also zero the freed
+            # space, one more write of each emptied page. Telemetry holds no secret (the token
+            # is never buffered), and an SD card should not pay for it.
+            conn.execute("PRAGMA secure_delete=OFF")
             result = conn.execute("PRAGMA quick_check").fetchone()
             if result is None or result[0] != "ok":
                 raise sqlite3.DatabaseError(f"quick_check: {result[0] if result else 'nothing'}")
@@ -257,6 +281,47 @@ class Buffer:
             args = (after, limit)
         rows = self._run(lambda c: c.execute(sql, args).fetchall())
         return [Entry(i, line) for i, line in rows]
+
+    def peek_batch(self, limit: int, after: int | None = None) -> Batch | None:
+        """The oldest `limit` points (ids above `after`, if given) as one Batch; None if none."""
+        row = self._run(lambda c: c.execute(_BATCH_SQL, (after or 0, limit)).fetchone())
+        return _batch(row)
+
+    def split(self, batch: Batch) -> tuple[Batch, Batch] | None:
+        """The batch's points still stored, in two halves (for bisecting a rejected batch);
+        None if fewer than two are left."""
+
+        def op(conn: sqlite3.Connection):
+            ids = conn.execute(
+                "SELECT id FROM points WHERE id BETWEEN ? AND ? ORDER BY id",
+                (batch.first, batch.last),
+            ).fetchall()
+            if len(ids) < 2:
+                return None
+            mid = ids[len(ids) // 2][0]
+            return tuple(
+                _batch(conn.execute(_RANGE_SQL, bounds).fetchone())
+                for bounds in ((batch.first, mid - 1), (mid, batch.last))
+            )
+
+        return self._run(op)
+
+    def ack_batch(self, batch: Batch) -> int:
+        """Delete a delivered batch (one range delete); counted as written."""
+        return self._delete_range(batch.first, batch.last, "written")
+
+    def reject_batch(self, batch: Batch) -> int:
+        """Delete a batch InfluxDB refused as malformed; counted as rejected."""
+        return self._delete_range(batch.first, batch.last, "rejected")
+
+    def _delete_range(self, first: int, last: int, counter: str) -> int:
+        def op(conn: sqlite3.Connection) -> int:
+            with _transaction(conn):
+                cur = conn.execute("DELETE FROM points WHERE id BETWEEN ? AND ?", (first, last))
+                _bump(conn, counter, cur.rowcount)
+            return cur.rowcount
+
+        return self._run(op)
 
     def ack(self, ids: Iterable[int]) -> int:
         """Delete points InfluxDB accepted; counted as written."""
@@ -446,6 +511,25 @@ def _drop_oldest(conn: sqlite3.Connection, n: int) -> int:
     )
     _bump(conn, "dropped", cur.rowcount)
     return cur.rowcount
+
+
+# A batch read as one row: the lines joined inside SQLite (no Python object per point). The
+# order of lines within a body does not matter (every point carries its timestamp, and a split
+# is by id range), so group_concat's order, which SQLite leaves unspecified, is harmless.
+_BATCH_SQL = (
+    "SELECT min(id), max(id), count(*), CAST(group_concat(line, char(10)) AS BLOB) FROM "
+    "(SELECT id, line FROM points WHERE id > ? ORDER BY id LIMIT ?)"
+)
+_RANGE_SQL = (
+    "SELECT min(id), max(id), count(*), CAST(group_concat(line, char(10)) AS BLOB) FROM "
+    "(SELECT id, line FROM points WHERE id BETWEEN ? AND ? ORDER BY id)"
+)
+
+
+def _batch(row: tuple | None) -> Batch | None:
+    if row is None or not row[2]:
+        return None
+    return Batch(row[0], row[1], row[2], row[3])
 
 
 # Two scalar subqueries, not `SELECT min(id), max(id)`: SQLite answers a lone min() or max()

@@ -60,8 +60,8 @@ class Settings:
     sync_interval: float = 5.0
     # Writer.
     batch_size: int = 1000
-    drain_batch_size: int = 5000  # points per request while draining a backlog
-    write_concurrency: int = 3  # requests in flight while draining a backlog
+    drain_batch_size: int = 10000  # points per request while draining a backlog
+    write_concurrency: int = 4  # requests in flight while draining a backlog
     http_compression: str = "gzip"  # request bodies over 1 KB: "gzip" or "none"
     flush_interval: float = 1.0
     http_timeout: float = 10.0

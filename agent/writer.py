@@ -29,7 +29,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
@@ -44,7 +44,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from agent.buffer import Buffer, BufferClosed, Entry
+from agent.buffer import Batch, Buffer, BufferClosed
 from agent.contract import DeviceConfig
 
 log = logging.getLogger(__name__)
@@ -182,8 +182,8 @@ class Writer:
         target: Callable[[], Target | None],
         *,
         batch_size: int = 1000,
-        drain_batch_size: int = 5000,
-        concurrency: int = 3,
+        drain_batch_size: int = 10000,
+        concurrency: int = 4,
         compress: bool = True,
         flush_interval: float = 1.0,
         timeout: float = 10.0,
@@ -217,13 +217,14 @@ class Writer:
 
     # --- one HTTP request ---------------------------------------------------------------
 
-    def send(self, lines: Sequence[str], target: Target | None) -> None:
+    def send(self, body: bytes, target: Target | None) -> None:
+        """POST one body of line protocol (UTF-8, lines joined by newlines); raise what the
+        answer means (see `classify`)."""
         if target is None:
             raise Retryable("no device configuration yet: do not know where to write")
         timeout = self.timeout
         if self._deadline is not None:
             timeout = max(0.5, min(timeout, self._deadline - time.monotonic()))
-        body = "\n".join(lines).encode("utf-8")
         headers = {
             "Authorization": f"Token {target.token}",
             "Content-Type": "text/plain; charset=utf-8",
@@ -291,7 +292,7 @@ class Writer:
         if isinstance(exc, NeedsConfig):
             self.on_needs_config()
 
-    def _send_retrying(self, lines: Sequence[str]) -> None:
+    def _send_retrying(self, batch: Batch) -> None:
         retrying = Retrying(
             retry=retry_if_exception_type(Retryable),
             wait=self._wait,
@@ -303,8 +304,8 @@ class Writer:
             for attempt in retrying:
                 self._wake.clear()  # only kicks from now on may cut the next wait
                 with attempt:
-                    attempt.retry_state.batch_len = len(lines)  # type: ignore[attr-defined]
-                    self.send(lines, self._target())
+                    attempt.retry_state.batch_len = batch.count  # type: ignore[attr-defined]
+                    self.send(batch.body, self._target())
         except RetryError as exc:
             raise Stopped(str(exc.last_attempt.exception())) from None
         self.stats.failing = False
@@ -312,39 +313,41 @@ class Writer:
 
     # --- batches ------------------------------------------------------------------------
 
-    def _deliver(self, items: Sequence[Entry]) -> None:
+    def _deliver(self, batch: Batch) -> None:
         try:
-            self._send_retrying([e.line for e in items])
+            self._send_retrying(batch)
         except (BadPoints, TooLarge) as exc:
             self.stats.write_errors += 1
             self.stats.last_error = str(exc)
             self.stats.last_error_at = time.time()
-            if len(items) == 1:
+            halves = self.buffer.split(batch) if batch.count > 1 else None
+            if halves is None:
                 log.error(
-                    "dropping a point InfluxDB will not take (%s): %.300s", exc, items[0].line
+                    "dropping a point InfluxDB will not take (%s): %.300s", exc, batch.lines[0]
                 )
-                self.buffer.reject([items[0].id])
+                self.buffer.reject_batch(batch)
                 return
-            log.info("%s; splitting the batch of %d to find the culprit", exc, len(items))
-            mid = len(items) // 2
-            self._deliver(items[:mid])
-            self._deliver(items[mid:])
+            log.info("%s; splitting the batch of %d to find the culprit", exc, batch.count)
+            for half in halves:
+                if half is not None:
+                    self._deliver(half)
             return
-        self.buffer.ack(e.id for e in items)
+        self.buffer.ack_batch(batch)
 
     def flush_once(self) -> int:
         """Deliver (or drop as malformed) the oldest points; return how many, 0 if empty.
 
         Up to `batch_size` waiting: one request. More (a backlog): `_drain`."""
-        batch = self.buffer.peek(self.batch_size + 1)
-        if len(batch) <= self.batch_size or (
-            self.concurrency == 1 and self.drain_batch_size == self.batch_size
-        ):
-            batch = batch[: self.batch_size]
-            if batch:
-                self._deliver(batch)
-            return len(batch)
-        return self._drain()
+        if self.concurrency == 1 and self.drain_batch_size == self.batch_size:
+            batch = self.buffer.peek_batch(self.batch_size)
+        else:
+            batch = self.buffer.peek_batch(self.batch_size + 1)
+            if batch is not None and batch.count > self.batch_size:
+                return self._drain()
+        if batch is None:
+            return 0
+        self._deliver(batch)
+        return batch.count
 
     def _drain(self) -> int:
         """Keep up to `concurrency` requests of `drain_batch_size` in flight, each over its
@@ -362,14 +365,14 @@ class Writer:
         try:
             while True:
                 while more and error is None and len(inflight) < self.concurrency:
-                    chunk = self.buffer.peek(self.drain_batch_size, after=after)
-                    if not chunk:
+                    chunk = self.buffer.peek_batch(self.drain_batch_size, after=after)
+                    if chunk is None:
                         more = False
                         break
-                    after = chunk[-1].id
-                    total += len(chunk)
+                    after = chunk.last
+                    total += chunk.count
                     inflight.add(self._pool.submit(self._deliver, chunk))
-                    more = len(chunk) == self.drain_batch_size
+                    more = chunk.count == self.drain_batch_size
                 if not inflight:
                     break
                 done, inflight = wait(inflight, return_when=FIRST_COMPLETED)

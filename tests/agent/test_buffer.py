@@ -76,6 +76,41 @@ def test_many_ids_ack_in_chunks(tmp_path):
         assert buf.depth() == 0
 
 
+def test_batches_are_id_ranges_read_and_acked_whole(tmp_path):
+    with Buffer(tmp_path / "b.sqlite") as buf:
+        assert buf.peek_batch(10) is None
+        buf.append(lines(10))
+        first = buf.peek_batch(4)
+        assert (first.count, first.last - first.first) == (4, 3)
+        assert set(first.lines) == set(lines(4))
+        second = buf.peek_batch(4, after=first.last)  # the next range, disjoint
+        assert set(second.lines) == set(lines(4, start=4)) and second.first == first.last + 1
+        buf.append(lines(2, start=10))  # appended later: never inside a range handed out
+        assert buf.ack_batch(second) == 4 and buf.ack_batch(second) == 0  # twice: counted once
+        assert buf.ack_batch(first) == 4
+        assert set(buf.peek_batch(100).lines) == set(lines(4, start=8))
+        assert buf.counters()["written"] == 8 and buf.depth() == 4
+
+
+def test_a_batch_splits_into_halves_of_what_is_still_stored(tmp_path):
+    with Buffer(tmp_path / "b.sqlite") as buf:
+        buf.append(lines(7))
+        batch = buf.peek_batch(7)
+        buf.ack([buf.peek(1)[0].id])  # the oldest was delivered meanwhile
+        low, high = buf.split(batch)
+        assert (low.count, high.count) == (3, 3) and low.last < high.first
+        assert set(low.lines + high.lines) == set(lines(6, start=1))
+        assert buf.reject_batch(low) == 3 and buf.counters()["rejected"] == 3
+        (single,) = [b for b in buf.split(high) if b.count == 1][:1]
+        assert buf.split(single) is None  # one point cannot be split
+
+
+def test_acks_do_not_zero_freed_pages(tmp_path):
+    with Buffer(tmp_path / "b.sqlite") as buf:
+        # Debian's SQLite defaults to secure delete, which rewrites every freed page
+        assert buf._conn.execute("PRAGMA secure_delete").fetchone()[0] == 0
+
+
 @pytest.mark.parametrize("sync", ["normal", "full"])
 def test_sync_modes(tmp_path, sync):
     path = tmp_path / "b.sqlite"

@@ -80,7 +80,8 @@ class ScriptedInflux:
         self.max_lines = max_lines
         self.fail_first = list(fail_first or [])
 
-    def __call__(self, lines, target):
+    def __call__(self, body, target):
+        lines = body.decode().split("\n")
         self.calls.append(len(lines))
         if self.fail_first:
             raise self.fail_first.pop(0)
@@ -212,7 +213,8 @@ def test_backlog_drains_with_requests_in_flight_over_disjoint_ranges(tmp_path):
     lock = threading.Lock()
     active = [0, 0]  # now, most at once
 
-    def influx(lines, target):
+    def influx(body, target):
+        lines = body.decode().split("\n")
         with lock:
             active[0] += 1
             active[1] = max(active[1], active[0])
