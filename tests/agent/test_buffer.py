@@ -155,7 +155,7 @@ def test_damaged_pages_are_detected(tmp_path):
     with Buffer(path) as buf:
         buf.append(lines(2000))
     data = bytearray(path.read_bytes())
-    page = 4096
+    page = PAGE_SIZE
     for i in range(2 * page, min(len(data), 6 * page)):
         data[i] = 0xA5  # scribble over b-tree pages
     path.write_bytes(bytes(data))
