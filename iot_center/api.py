@@ -12,7 +12,7 @@ import yaml
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from agent import contract
-from iot_center.auth import Role, current_caller, require
+from iot_center.auth import Role, current_caller, note_registry_change, require
 from iot_center.errors import ApiError
 from iot_center.registry import Device, DeviceExists, DeviceNotFound
 from iot_center.telemetry import BadRange, Query
@@ -100,6 +100,7 @@ def register_device():
             f'Device {device_id} is already registered; send "replace": true to issue it a '
             "new token (its old token stops working).",
         ) from None
+    note_registry_change()
     log.info(
         "device %s %s by %s",
         device_id,
@@ -121,7 +122,7 @@ def get_device(device_id: str):
     device = services().registry.get(checked_id(device_id))
     if device is None:
         raise ApiError(404, "not_found", f"Device {device_id} is not registered.")
-    seen = services().registry.last_seen().get(device_id)
+    seen = services().registry.last_seen(device_id=device_id).get(device_id)
     return jsonify(Device(**{**device.__dict__, "last_seen": seen}).public())
 
 
@@ -133,6 +134,7 @@ def delete_device(device_id: str):
         raise ApiError(400, "invalid_parameter", "'data' must be true or false.")
     try:
         services().registry.remove(checked_id(device_id), delete_data=data in ("true", "1"))
+        note_registry_change()
     except DeviceNotFound:
         raise ApiError(404, "not_found", f"Device {device_id} is not registered.") from None
     log.info(

@@ -7,6 +7,7 @@ is accepted too). Browsers are admins through a signed-in session instead.
 from __future__ import annotations
 
 import hmac
+import time
 from dataclasses import dataclass
 from enum import Enum
 from functools import wraps
@@ -54,6 +55,13 @@ def current_caller() -> Caller:
     if session.get("user"):
         return Caller(Role.ADMIN)
     return Caller(Role.ANONYMOUS)
+
+
+def note_registry_change() -> None:
+    """Stamp a signed-in user's session with the time they changed the registry, so that no
+    worker shows them a device list read before their change (see `DeviceRegistry.list`)."""
+    if session.get("user"):
+        session["registry_changed"] = time.time()
 
 
 def require(*roles: Role):

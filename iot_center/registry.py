@@ -68,6 +68,17 @@ from(bucket: p_bucket)
   |> group()
 """
 
+# One device's: reads its own series only, however large the fleet.
+LAST_SEEN_ONE_FLUX = """
+from(bucket: p_bucket)
+  |> range(start: p_since)
+  |> filter(fn: (r) => r._measurement == p_measurement and r.clientId == p_clientId
+                       and r._field == "Temperature")
+  |> last()
+  |> keep(columns: ["_time", "clientId"])
+  |> group()
+"""
+
 
 RECENT_MAX = 20_000  # device records a worker keeps for device requests
 
@@ -118,6 +129,8 @@ class DeviceRegistry:
         # Device records recently read for device requests: (when read, record with token).
         self._recent: dict[str, tuple[float, Device]] = {}
         self._recent_lock = threading.Lock()
+        # The last full listing: (wall-clock time its reading began, devices). See `list`.
+        self._listing: tuple[float, list[Device]] | None = None
 
     @property
     def _devices_bucket(self) -> str:
@@ -171,8 +184,31 @@ class DeviceRegistry:
     def forget(self, device_id: str) -> None:
         with self._recent_lock:
             self._recent.pop(device_id, None)
+            self._listing = None
 
-    def list(self, with_last_seen: bool = True) -> list[Device]:
+    def list(
+        self, with_last_seen: bool = True, max_age: float = 0.0, changed_since: float = 0.0
+    ) -> list[Device]:
+        """Every registered device, sorted by id, with when each last sent telemetry.
+
+        Reading the list costs InfluxDB one series per device and field (about 0.2 ms per
+        device), so pages may accept this worker's copy: `max_age` seconds old at most, and
+        read after `changed_since` (a `time.time()` at which the caller knows the registry
+        changed, such as its own registration in another worker). A change made through this
+        worker drops the copy at once."""
+        if max_age > 0 and with_last_seen:
+            with self._recent_lock:
+                hit = self._listing
+            if hit and hit[0] > changed_since and time.time() - hit[0] < max_age:
+                return hit[1]
+        began = time.time()
+        devices = self._read_list(with_last_seen)
+        if with_last_seen:
+            with self._recent_lock:
+                self._listing = (began, devices)
+        return devices
+
+    def _read_list(self, with_last_seen: bool) -> list[Device]:
         tables = self.influx.query(
             LIST_FLUX, {"bucket": self._devices_bucket}, "list the registered devices"
         )
@@ -194,16 +230,23 @@ class DeviceRegistry:
         ]
         return sorted(devices, key=lambda d: d.device_id)
 
-    def last_seen(self, days: int | None = None) -> dict[str, datetime]:
-        """Time of the last telemetry point per device, within the telemetry retention."""
+    def last_seen(
+        self, days: int | None = None, device_id: str | None = None
+    ) -> dict[str, datetime]:
+        """Time of the last telemetry point per device (or of one device), within the
+        telemetry retention."""
         since = timedelta(days=-(days or self.settings.TELEMETRY_RETENTION_DAYS))
+        params: dict[str, Any] = {
+            "bucket": self.settings.INFLUX_BUCKET,
+            "since": since,
+            "measurement": contract.MEASUREMENT,
+        }
+        if device_id is not None:
+            contract.validate_device_id(device_id)
+            params["clientId"] = device_id
         tables = self.influx.query(
-            LAST_SEEN_FLUX,
-            {
-                "bucket": self.settings.INFLUX_BUCKET,
-                "since": since,
-                "measurement": contract.MEASUREMENT,
-            },
+            LAST_SEEN_FLUX if device_id is None else LAST_SEEN_ONE_FLUX,
+            params,
             "find when devices last reported",
         )
         seen: dict[str, datetime] = {}

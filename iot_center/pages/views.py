@@ -1,5 +1,6 @@
 """The pages. Each one reads InfluxDB through the services the app factory built; lists are
-one query each (never one per device), so hundreds of devices render quickly."""
+one query each (never one per device), read at most every LIST_CACHE_SECONDS per worker, and
+the devices table is shown a page at a time, so a fleet of thousands stays quick to browse."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from flask import (
 
 from agent import contract
 from iot_center import __version__
+from iot_center.auth import note_registry_change
 from iot_center.influx import InfluxUnavailable, translate_errors
 from iot_center.pages import assets, security
 from iot_center.registry import Device, DeviceExists, DeviceNotFound
@@ -101,6 +103,18 @@ def state_of(last_seen: datetime | None, now: datetime) -> str:
     if last_seen is None:
         return "never"
     return "online" if now - last_seen <= offline_after() else "offline"
+
+
+DEVICES_PER_PAGE = 100
+
+
+def registered_devices() -> list[Device]:
+    """The device list, from this worker's recent copy unless the signed-in user changed the
+    registry after that copy was read (see `note_registry_change`)."""
+    return services().registry.list(
+        max_age=services().settings.LIST_CACHE_SECONDS,
+        changed_since=float(session.get("registry_changed", 0.0)),
+    )
 
 
 def device_rows(devices: list[Device]) -> list[dict[str, Any]]:
@@ -207,7 +221,7 @@ def home():
     problem = ""
     if ok:
         try:
-            rows = device_rows(services().registry.list())
+            rows = device_rows(registered_devices())
         except InfluxUnavailable as e:
             problem = str(e)
     return render_template(
@@ -225,12 +239,33 @@ def home():
 
 
 def render_devices(status: int = 200, form_error: str = "", form_value: str = ""):
-    rows = device_rows(services().registry.list())
+    rows = device_rows(registered_devices())
+    query = request.args.get("q", "").strip()[:64]
+    state = request.args.get("state", "")
+    if state not in ("online", "offline", "never"):
+        state = ""
+    shown = [
+        r
+        for r in rows
+        if (not query or query.lower() in r["id"].lower()) and (not state or r["state"] == state)
+    ]
+    pages = max(1, -(-len(shown) // DEVICES_PER_PAGE))
+    try:
+        page = min(max(1, int(request.args.get("page", "1"))), pages)
+    except ValueError:
+        page = 1
+    first = (page - 1) * DEVICES_PER_PAGE
     return (
         render_template(
             "devices.html",
-            rows=rows,
+            rows=shown[first : first + DEVICES_PER_PAGE],
             counts=counts(rows),
+            matching=len(shown),
+            first=first,
+            page=page,
+            pages=pages,
+            query=query,
+            state=state,
             form_error=form_error,
             form_value=form_value,
             offline_after=offline_after(),
@@ -261,6 +296,7 @@ def register():
             "first to register it again.",
             device_id,
         )
+    note_registry_change()
     log.info("device %s registered by %r (web)", device_id, session.get("user"))
     flash(
         f"Device {device_id} registered. Reveal its token below to configure the device.",
@@ -283,6 +319,7 @@ def remove(device_id: str):
         services().registry.remove(device_id, delete_data=delete_data)
     except DeviceNotFound:
         abort(404, f"No device {device_id} is registered. It may have been removed already.")
+    note_registry_change()
     log.info(
         "device %s removed by %r (web; telemetry %s)",
         device_id,
@@ -335,7 +372,7 @@ def dashboard(device_id: str):
 def fleet() -> list[dict[str, Any]]:
     """Every registered device with its last known position: three queries in all."""
     s = services().settings
-    devices = services().registry.list()
+    devices = registered_devices()
     tables = services().influx.query(
         LOCATIONS_FLUX,
         {

@@ -35,29 +35,9 @@
     });
   }
 
-  function setupFilters() {
-    document.querySelectorAll("[data-filter-table]").forEach(function (input) {
-      var table = document.querySelector(input.getAttribute("data-filter-table"));
-      if (!table) return;
-      var rows = Array.prototype.slice.call(table.tBodies[0].rows);
-      var empty = table.closest(".card").querySelector("[data-filter-empty]");
-      input.addEventListener("input", function () {
-        var q = input.value.trim().toLowerCase();
-        var shown = 0;
-        rows.forEach(function (row) {
-          var match = !q || row.getAttribute("data-device-id").toLowerCase().indexOf(q) !== -1;
-          row.classList.toggle("d-none", !match);
-          if (match) shown++;
-        });
-        if (empty) empty.classList.toggle("d-none", shown > 0);
-      });
-    });
-  }
-
   document.addEventListener("DOMContentLoaded", function () {
     refreshRelative();
     tickClock();
-    setupFilters();
     setInterval(refreshRelative, 15000);
     if (document.querySelector("[data-clock]")) setInterval(tickClock, 1000);
   });
