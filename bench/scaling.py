@@ -3,8 +3,9 @@
 
 Devices: a world of its own (buckets + gunicorn IoT Center), devices registered step by step,
 each with a few minutes of recent readings. At each step: GET /api/devices (total, one client,
-repeated) beside its two Flux queries direct (the registry list, the last-seen query), and
-GET /api/env/<id> at 1 client beside its Flux lookup direct.
+repeated) beside its two Flux queries direct (the registry list, the last-seen query), the
+devices page (HTML, signed in, first page of 100, list read afresh) and GET /api/env/<id> at 1
+client beside its Flux lookup direct.
 
 Data: the 30-day device of the pages benchmark, GET .../measurements?start=-1d, -7d, -30d
 (the window grows with the range: about 500 points per field each time) beside the same Flux
@@ -19,7 +20,7 @@ import requests
 
 from bench.common import Ctx, load, log
 from bench.endpoint import requests_for
-from bench.pages import DASH_DEVICE, backfill, direct, timings
+from bench.pages import DASH_DEVICE, backfill, direct, sign_in, timings
 
 NAME = "scaling"
 
@@ -36,6 +37,7 @@ def run(ctx: Ctx) -> None:
     s = requests.Session()
     s.headers.update(w.admin)
     have_telemetry = 0
+    browser = None
     for n in steps:
         per_reg = w.ensure_devices(n, threads=6)
         new = [d for d, _ in w.devices[have_telemetry:]]
@@ -60,6 +62,12 @@ def run(ctx: Ctx) -> None:
             ],
             reps,
         )
+        browser = browser or sign_in(w)
+        html = (
+            timings(browser, "GET", f"{w.url}/devices", reps)
+            if browser
+            else {"total_ms": float("nan"), "bytes": 0}
+        )
         server_reqs, direct_reqs = requests_for(w)
         env = load(ctx, w.url, server_reqs, 1, duration)
         env_direct = load(ctx, w.influx.url, direct_reqs, 1, duration)
@@ -72,6 +80,8 @@ def run(ctx: Ctx) -> None:
             list_flux_ms=list_ms,
             last_seen_flux_ms=seen_ms,
             list_python_ms=page["total_ms"] - list_ms - seen_ms,
+            page_html_ms=html["total_ms"],
+            page_html_bytes=html["bytes"],
             env_p50_ms=env["p50"],
             env_influx_p50_ms=env_direct["p50"],
         )
