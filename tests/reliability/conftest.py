@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.agent_process import AgentProcess
 from tests.conftest import CenterServer
-from tests.reliability.helpers import REPORT_LINES, AgentProcess, FaultProxy
+from tests.reliability.helpers import REPORT_LINES, FaultProxy
 
 
 @pytest.fixture
@@ -37,7 +38,14 @@ def new_agent(
     agents: list[AgentProcess], center: CenterServer, tmp_path: Path, device_id: str, **extra: str
 ) -> AgentProcess:
     cfg = center.register(device_id)
-    a = AgentProcess(center.url, device_id, cfg["influx_token"], tmp_path / device_id, extra)
+    a = AgentProcess(
+        center.url,
+        device_id,
+        cfg["influx_token"],
+        tmp_path / device_id,
+        settings={"health_interval": "5", "sync_interval": "2"},
+        env=extra,  # IOT_* variables, as a systemd drop-in would set them
+    )
     agents.append(a)
     return a
 

@@ -1,4 +1,4 @@
-"""Tools for the reliability suite: a real agent process, a fault-injecting HTTP proxy in front
+"""Tools for the reliability suite: a fault-injecting HTTP proxy in front
 of the real influxd, and counting what actually reached InfluxDB.
 
 Nothing here imitates InfluxDB: the proxy forwards every request it does not sabotage to the
@@ -11,15 +11,12 @@ import contextlib
 import json
 import os
 import random
-import signal
 import socket
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -125,140 +122,7 @@ def influx_snapshot(center: CenterServer) -> dict[str, object]:
     }
 
 
-# --- the agent as a real process ----------------------------------------------------------
-
-
-@dataclass
-class AgentProcess:
-    """`python -m agent.cli run` on the virtual sensor, one reading a second."""
-
-    center_url: str
-    device_id: str
-    token: str
-    state_dir: Path
-    extra: dict[str, str] = field(default_factory=dict)
-    process: subprocess.Popen | None = None
-    starts: int = 0
-
-    @property
-    def log_path(self) -> Path:
-        return self.state_dir / "agent.log"
-
-    @property
-    def buffer_path(self) -> Path:
-        return Path(self.extra.get("IOT_BUFFER_PATH") or self.state_dir / "buffer.sqlite")
-
-    def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("IOT_")}
-        env.update(
-            {
-                "PYTHONUNBUFFERED": "1",
-                "IOT_CENTER_URL": self.center_url,
-                "IOT_DEVICE_ID": self.device_id,
-                "IOT_DEVICE_TOKEN": self.token,
-                "IOT_STATE_DIR": str(self.state_dir),
-                "IOT_AGENT_SENSOR": "virtual",
-                "IOT_AGENT_FALLBACK": "virtual",
-                "IOT_AGENT_CLOCK_CHECK": "off",
-                "IOT_AGENT_MEASUREMENT_INTERVAL_OVERRIDE": "1",
-                "IOT_AGENT_FLUSH_INTERVAL": "0.2",
-                "IOT_AGENT_RETRY_INITIAL": "0.2",
-                "IOT_AGENT_RETRY_MAX": "2",
-                "IOT_AGENT_HTTP_TIMEOUT": "3",
-                "IOT_AGENT_STATUS_INTERVAL": "0.5",
-                "IOT_AGENT_HEALTH_INTERVAL": "5",
-                "IOT_AGENT_SYNC_INTERVAL": "2",
-                "IOT_AGENT_FLUSH_DEADLINE": "15",
-                "IOT_AGENT_REMOVED_RETRY": "2",
-                **self.extra,
-            }
-        )
-        return env
-
-    def start(self) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")  # noqa: SIM115
-        log.write(f"--- start {self.starts} at {time.time():.3f} ---\n".encode())
-        log.flush()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "agent.cli", "run"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=self.env(),
-            cwd=REPO,
-        )
-        log.close()
-        self.starts += 1
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def kill(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
-
-    def stop(self, timeout: float = 30) -> int | None:
-        """SIGTERM and wait: the agent flushes what it can and exits."""
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        rc = self.process.returncode
-        self.process = None
-        return rc
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def status(self) -> dict:
-        try:
-            return json.loads((self.state_dir / "status.json").read_text())
-        except (OSError, ValueError):
-            return {}
-
-    def counters(self) -> dict[str, int]:
-        """Lifetime counters and depth straight from the buffer file (read-only)."""
-        return buffer_counters(self.buffer_path)
-
-    def wait_readings(self, n: int, timeout: float = 30) -> int:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            got = self.counters().get("readings", 0)
-            if got >= n:
-                return got
-            if not self.alive():
-                raise RuntimeError(f"agent exited: {self.log()[-3000:]}")
-            time.sleep(0.2)
-        raise TimeoutError(f"agent did not buffer {n} readings: {self.log()[-3000:]}")
-
-    def wait_drained(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.counters().get("depth", 1) == 0:
-                return
-            time.sleep(0.3)
-        raise TimeoutError(f"buffer not drained: {self.counters()} {self.log()[-3000:]}")
-
-
-def buffer_counters(path: Path) -> dict[str, int]:
-    if not Path(path).exists():
-        return {}
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-        try:
-            rows = dict(conn.execute("SELECT name, value FROM counters").fetchall())
-            rows["depth"] = conn.execute("SELECT count(*) FROM points").fetchone()[0]
-            return {k: int(v) for k, v in rows.items()}
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return {}
+# --- the agent as a real process: tests/agent_process.py ----------------------------------
 
 
 def buffered_times(path: Path, device_id: str) -> list[int]:

@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.agent_process import AgentProcess
 from tests.conftest import CenterServer
 from tests.reliability.conftest import new_agent
 from tests.reliability.helpers import (
     SOAK,
-    AgentProcess,
     FaultProxy,
     buffered_times,
     count_readings,
