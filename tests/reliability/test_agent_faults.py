@@ -78,6 +78,7 @@ def finish(
 # --- the agent killed ---------------------------------------------------------------------
 
 
+@pytest.mark.timeout(1800 if SOAK else 300)  # the soak's 300 kills take about 16 minutes
 def test_agent_sigkill_at_random_moments(center: CenterServer, agents, tmp_path: Path) -> None:
     kills = 300 if SOAK else 50
     r = rng()
