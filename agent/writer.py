@@ -22,6 +22,8 @@ the same points (explicit timestamps), so delivery is at least once and storage 
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import email.utils
 import gzip
 import json
@@ -53,6 +55,26 @@ RETRY_AFTER_MAX = 3600.0  # a server asking for more than an hour is probably co
 # Bodies smaller than this (a caught-up agent's readings, ~60 points) are sent as they are:
 # compressing them saves little and costs CPU on every request; a backlog is compressed.
 GZIP_MIN_BYTES = 16 * 1024
+
+
+def _load_malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, or None elsewhere (musl, macOS)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+_MALLOC_TRIM = _load_malloc_trim()
+
+
+def give_back_memory() -> None:
+    """Return the heap a drain used to the OS. Its request bodies (megabytes, freed in several
+    threads' malloc arenas) otherwise partly stay in the process's RSS: after draining 500,000
+    readings the agent held 45-54 MB without this, 40 MB with it (32.6 MB caught up)."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 @dataclass(frozen=True)
@@ -382,6 +404,7 @@ class Writer:
         finally:
             for f in inflight:  # an error in this thread: let the others finish first
                 f.exception()
+            give_back_memory()
         if error is not None:
             raise error
         return total
