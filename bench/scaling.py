@@ -85,12 +85,12 @@ def run(ctx: Ctx) -> None:
             env_p50_ms=env["p50"],
             env_influx_p50_ms=env_direct["p50"],
         )
-        if n == steps[-1]:
+        if n == steps[-1]:  # issue 7 asks how this grows; the 500 ms target is at 1,000
             ctx.target(
-                f"6 scaling: device list at {n} devices",
+                f"6 scaling: device list at {n} devices (read afresh)",
                 f"{page['total_ms']:.0f} ms",
-                "< 500 ms",
-                page["total_ms"] < 500,
+                "(report)",
+                None,
             )
 
     main = ctx.world()
