@@ -53,8 +53,9 @@ def append_ack(ctx: Ctx, lines: list[str], sync: str, batch: int, tag: str) -> d
         cpu_append += time.process_time() - c0
         wb_append += proc_io(os.getpid())["write_bytes"] - io0
         t0 = time.perf_counter()
-        items = buf.peek(batch)
-        buf.ack(e.id for e in items)
+        got = buf.peek_batch(batch)  # as the writer: one blob read, one range delete
+        if got is not None:
+            buf.ack_batch(got)
         t_ack += time.perf_counter() - t0
     syncs = 0
     t0 = time.perf_counter()
