@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
 # SD-card wear is proportional to it: 1 KB pages write a third of what SQLite's default 4 KB
 # do per reading (6.6 KB vs 19.7 KB measured), for about 0.4 us more CPU per point drained.
 PAGE_SIZE = 1024
-# A buffer from an earlier version (AUTOINCREMENT) is rebuilt when it is opened
+# A buffer from an earlier version (AUTOINCREMENT, or another page size) is rebuilt when opened
 # holding at most this many points (it is usually empty after a clean shutdown); a deeper one
 # is used as it is and rebuilt at a later start.
 MIGRATE_MAX_POINTS = 20_000

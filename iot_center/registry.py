@@ -129,8 +129,11 @@ class DeviceRegistry:
         # Device records recently read for device requests: (when read, record with token).
         self._recent: dict[str, tuple[float, Device]] = {}
         self._recent_lock = threading.Lock()
-        # The last full listing: (wall-clock time its reading began, devices). See `list`.
+        # The last full listing: (wall-clock time its reading began, devices), and when this
+        # worker last changed the registry; a listing begun before that is never reused (one
+        # read concurrently with a change may finish after it). See `list`.
         self._listing: tuple[float, list[Device]] | None = None
+        self._changed_at = 0.0
 
     @property
     def _devices_bucket(self) -> str:
@@ -184,7 +187,7 @@ class DeviceRegistry:
     def forget(self, device_id: str) -> None:
         with self._recent_lock:
             self._recent.pop(device_id, None)
-            self._listing = None
+            self._changed_at = time.time()
 
     def list(
         self, with_last_seen: bool = True, max_age: float = 0.0, changed_since: float = 0.0
@@ -195,11 +198,11 @@ class DeviceRegistry:
         device), so pages may accept this worker's copy: `max_age` seconds old at most, and
         read after `changed_since` (a `time.time()` at which the caller knows the registry
         changed, such as its own registration in another worker). A change made through this
-        worker drops the copy at once."""
+        worker retires the copy at once."""
         if max_age > 0 and with_last_seen:
             with self._recent_lock:
-                hit = self._listing
-            if hit and hit[0] > changed_since and time.time() - hit[0] < max_age:
+                hit, changed = self._listing, max(changed_since, self._changed_at)
+            if hit and hit[0] > changed and time.time() - hit[0] < max_age:
                 return hit[1]
         began = time.time()
         devices = self._read_list(with_last_seen)
